@@ -1,0 +1,18 @@
+"""A folder of a few hundred face photos on a CPU (seed 004): 32 px, batch norm in G only."""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.resolution = 32
+  config.data.crop = "center"
+  config.model.latent_dim = 100
+  config.model.width = 32
+  config.model.g_batch_norm = True
+  config.model.d_batch_norm = False
+  config.train.batch_size = 32
+  config.train.num_steps = 3_000
+  config.log_every = 20
+  config.sample_every = 200
+  return config

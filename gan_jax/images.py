@@ -1,0 +1,43 @@
+"""Image grids and PNG files."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images) -> np.ndarray:
+  """Images in [-1, 1] (float) or uint8 -> uint8 [0, 255]."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  return np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def make_grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
+  """Tile (N, H, W, 3) images into one uint8 picture, `columns` wide (default ~square)."""
+  images = to_uint8(images)
+  n, h, w, c = images.shape
+  columns = columns or math.ceil(math.sqrt(n))
+  rows = math.ceil(n / columns)
+  grid = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255,
+                 np.uint8)
+  for i, image in enumerate(images):
+    r, col = divmod(i, columns)
+    top, left = padding + r * (h + padding), padding + col * (w + padding)
+    grid[top:top + h, left:left + w] = image
+  return grid
+
+
+def save_png(path: os.PathLike | str, image: np.ndarray) -> pathlib.Path:
+  """Write one uint8 (H, W, 3) image as PNG, atomically (temp name, then rename)."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+  os.replace(tmp, path)
+  return path

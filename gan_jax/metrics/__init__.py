@@ -1,0 +1,1 @@
+"""Evaluation metrics: Fréchet distances, FID/KID, precision/recall, embedding tests."""

@@ -1,0 +1,24 @@
+"""Generator and discriminator models, built from a config."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+
+from gan_jax.models.dcgan import Discriminator, Generator
+
+__all__ = ["Discriminator", "Generator", "build_models"]
+
+
+def build_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
+  """The (generator, discriminator) pair that `config.model` describes."""
+  model, resolution = config.model, config.data.resolution
+  if model.name != "dcgan":
+    raise ValueError(f"unknown model.name {model.name!r}; available: dcgan")
+  dtype = jnp.dtype(config.train.dtype)
+  generator = Generator(resolution=resolution, width=model.g_width or model.width,
+                        batch_norm=model.g_batch_norm, dtype=dtype)
+  discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
+                                batch_norm=model.d_batch_norm, final_size=model.d_final_size,
+                                dropout=model.d_dropout, dtype=dtype)
+  return generator, discriminator

@@ -1,0 +1,30 @@
+"""Print the parameter counts of a config's networks.
+
+`python -m gan_jax.models --config configs/ffhq64.py`
+"""
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from gan_jax.state import create_state, param_count
+from gan_jax.train_step import GAN
+
+config_flags.DEFINE_config_file("config", None, "Configuration file (configs/*.py).")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  del argv
+  config = flags.FLAGS.config
+  gan = GAN.from_config(config)
+  state = jax.eval_shape(lambda: create_state(gan, jax.random.key(0)))
+  g, d = param_count(state.g_params), param_count(state.d_params)
+  print(f"resolution {config.data.resolution}, latent {config.model.latent_dim}, "
+        f"width {config.model.width}")
+  print(f"generator:     {g:>12,d} parameters")
+  print(f"discriminator: {d:>12,d} parameters")
+
+
+if __name__ == "__main__":
+  app.run(main)

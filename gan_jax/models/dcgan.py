@@ -1,0 +1,112 @@
+"""DCGAN generator and discriminator (Radford et al. 2016) for square faces.
+
+The generator projects z to a small square (4x4, or 9x9 for 36 px faces), then
+doubles it with stride-2 transposed convolutions until it reaches the output
+resolution; the discriminator mirrors it with stride-2 convolutions and ends in
+one dense logit. Width halves (G) or doubles (D) at every step, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# The DCGAN paper's initialisation: every weight from N(0, 0.02).
+dcgan_init = nn.initializers.normal(stddev=0.02)
+
+
+
+def bn_scale_init(key, shape, dtype=jnp.float32):
+  """Batch-norm scale from N(1, 0.02), as in the reference DCGAN code."""
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+# Batch-norm statistics are averaged over this mapped axis (shard_map / pmap).
+BATCH_AXIS = "batch"
+
+
+def start_size(resolution: int) -> int:
+  """Side of the first feature map: 9 for 36 px (9 -> 18 -> 36), else 4."""
+  return 9 if resolution % 9 == 0 else 4
+
+
+def num_upsamplings(resolution: int) -> int:
+  """How many times the start size doubles to reach `resolution`."""
+  start = start_size(resolution)
+  steps = math.log2(resolution / start) if resolution >= start else -1
+  if steps < 1 or steps != int(steps):
+    raise ValueError(f"resolution {resolution} is not 4 or 9 times a power of two >= 2 "
+                     "(use 8, 16, 32, 36, 64, 128, ...)")
+  return int(steps)
+
+
+def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
+  # momentum 0.9 == PyTorch's 0.1; statistics synchronised across devices.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      axis_name=BATCH_AXIS if train else None, dtype=dtype,
+                      scale_init=bn_scale_init,
+                      name=name)
+
+
+class Generator(nn.Module):
+  """z (N, latent_dim) -> images (N, resolution, resolution, 3) in [-1, 1]."""
+  resolution: int = 64
+  width: int = 64          # channels of the last hidden layer; doubles towards z
+  batch_norm: bool = True
+  dtype: Any = jnp.float32  # computation dtype; params stay float32
+
+  @nn.compact
+  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    size, steps = start_size(self.resolution), num_upsamplings(self.resolution)
+    channels = self.width * 2 ** (steps - 1)
+    # A dense projection equals the paper's 4x4 "valid" transposed conv on a 1x1 input.
+    x = nn.Dense(size * size * channels, use_bias=not self.batch_norm, kernel_init=dcgan_init,
+                 dtype=self.dtype, name="project")(z.astype(self.dtype))
+    x = x.reshape(z.shape[0], size, size, channels)
+    for i in range(steps):
+      if self.batch_norm:
+        x = batch_norm(train, self.dtype, name=f"bn{i}")(x)
+      x = nn.relu(x)
+      last = i == steps - 1
+      channels = 3 if last else channels // 2
+      x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME",
+                           use_bias=last or not self.batch_norm, kernel_init=dcgan_init,
+                           dtype=self.dtype, name=f"up{i}")(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Discriminator(nn.Module):
+  """images (N, H, W, 3) in [-1, 1] -> one logit per image (N,)."""
+  resolution: int = 64
+  width: int = 64           # channels of the first conv; doubles at every step
+  batch_norm: bool = True   # on every conv but the first, as in the paper
+  final_size: int = 0       # feature-map side before the dense logit; 0 = G's start size
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    final = self.final_size or start_size(self.resolution)
+    if x.shape[1:] != (self.resolution, self.resolution, 3):
+      raise ValueError(f"discriminator for {self.resolution} px got images of shape {x.shape[1:]}")
+    x = x.astype(self.dtype)
+    size, channels, i = self.resolution, self.width, 0
+    while size > final:
+      if size % 2:
+        raise ValueError(f"model.d_final_size={final} is not reachable by halving {self.resolution}")
+      x = nn.Conv(channels, (4, 4), strides=(2, 2), padding="SAME",
+                  use_bias=i == 0 or not self.batch_norm, kernel_init=dcgan_init,
+                  dtype=self.dtype, name=f"down{i}")(x)
+      if i > 0 and self.batch_norm:
+        x = batch_norm(train, self.dtype, name=f"bn{i}")(x)
+      x = nn.leaky_relu(x, 0.2)
+      if self.dropout:
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      size, channels, i = size // 2, channels * 2, i + 1
+    x = x.reshape(x.shape[0], -1)
+    logit = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit")(x)
+    return logit[:, 0].astype(jnp.float32)

@@ -1,0 +1,56 @@
+"""The whole GAN training state as one pytree of arrays.
+
+Everything that changes during training lives here, so that the train step is a
+pure function of (state, batch, key) and a checkpoint is one save of this tree.
+The models and optimisers themselves (code, not data) live in `train_step.GAN`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class GANState:
+  step: jax.Array             # int32 scalar: completed training iterations
+  g_params: PyTree
+  g_batch_stats: PyTree       # {} when G has no batch norm
+  g_opt_state: optax.OptState
+  d_params: PyTree
+  d_batch_stats: PyTree
+  d_opt_state: optax.OptState
+  ema_g_params: PyTree        # exponential moving average of g_params (None until enabled)
+  key: jax.Array              # typed PRNG key of the run; each step folds in its index
+
+
+def create_state(gan, key: jax.Array) -> GANState:
+  """Initialise both networks and optimisers from `key` (a typed PRNG key)."""
+  g_key, d_key, run_key = jax.random.split(key, 3)
+  z = jnp.zeros((1, gan.latent_dim), jnp.float32)
+  x = jnp.zeros((1, gan.resolution, gan.resolution, 3), jnp.float32)
+  # Initialise in inference mode: no batch axis exists outside the mapped step.
+  g_vars = gan.generator.init(g_key, z, train=False)
+  d_vars = gan.discriminator.init(d_key, x, train=False)
+  g_params, d_params = g_vars["params"], d_vars["params"]
+  return GANState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_params,
+      g_batch_stats=g_vars.get("batch_stats", {}),
+      g_opt_state=gan.g_optimizer.init(g_params),
+      d_params=d_params,
+      d_batch_stats=d_vars.get("batch_stats", {}),
+      d_opt_state=gan.d_optimizer.init(d_params),
+      ema_g_params=None,
+      key=run_key,
+  )
+
+
+def param_count(params: PyTree) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(params))

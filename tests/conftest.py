@@ -1,0 +1,42 @@
+"""Shared test set-up.
+
+Every test process sees 8 fake CPU devices, so the multi-device code paths
+(shard_map, pmap, synchronised batch norm) run in every test session.
+"""
+
+import os
+import pathlib
+
+# Must happen before jax is imported anywhere.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_FACES = REPO_ROOT.parent / "shared" / "data" / "celeba6k"
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> pathlib.Path:
+  """The folder of real CelebA faces (GAN_JAX_FACES, default ../shared/data/celeba6k).
+
+  Skips when absent, except under CI=true where a missing data set is a failure.
+  """
+  path = pathlib.Path(os.environ.get("GAN_JAX_FACES", DEFAULT_FACES))
+  if not path.is_dir() or not any(path.iterdir()):
+    message = f"real faces not found at {path} (set GAN_JAX_FACES)"
+    if os.environ.get("CI") == "true":
+      pytest.fail(message + "; CI must have ../shared/data/celeba6k")
+    pytest.skip(message)
+  return path
+
+
+@pytest.fixture(scope="session")
+def faces16(faces_dir) -> "np.ndarray":
+  """The first 2,000 real faces, centre-cropped and resized to 16 px (uint8)."""
+  from gan_jax import prepare
+  return prepare.load_image_array(faces_dir, resolution=16, crop="center", limit=2000)
