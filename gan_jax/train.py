@@ -9,7 +9,7 @@ import ml_collections
 from absl import logging
 
 from gan_jax import images as image_lib
-from gan_jax import input_pipeline, parallel, prepare
+from gan_jax import checkpoint, input_pipeline, parallel, prepare
 from gan_jax.state import GANState, create_state
 from gan_jax.train_step import GAN, make_train_step
 
@@ -46,12 +46,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
                                    limit=config.data.limit or None)
   logging.info("data: %d images of %dx%d from %s", len(faces), faces.shape[1], faces.shape[2],
                config.data.path)
-  start_step = 0
+  state = jax.jit(lambda key: create_state(gan, key))(jax.random.key(config.seed))
+  manager = checkpoint.make_manager(workdir)
+  if manager.latest_step() is not None:
+    state, _ = checkpoint.restore(manager, state)
+    logging.info("resumed from step %d in %s", int(state.step), manager.directory)
+  start_step = int(state.step)
   batches = input_pipeline.numpy_batches(
       faces, config.train.batch_size, config.seed, start_step,
       jax.process_index(), jax.process_count())
 
-  state = jax.jit(lambda key: create_state(gan, key))(jax.random.key(config.seed))
   # The step draws its randomness from the run's key; it gets its own copy
   # because the state, key included, is donated to the step.
   run_key = runner.put_state(jax.random.wrap_key_data(jax.random.key_data(state.key).copy()))
@@ -67,4 +71,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     if step % config.sample_every == 0 or step == num_steps:
       path = save_sample_grid(workdir, step, gan, runner.get_state(state), sample_noise, sample_fn)
       logging.info("wrote %s", path)
+    if step % config.checkpoint_every == 0 or step == num_steps:
+      checkpoint.save(manager, runner.get_state(state), {"step": step, "seed": config.seed}, config)
+  manager.wait_until_finished()
   return runner.get_state(state)
