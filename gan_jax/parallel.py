@@ -39,7 +39,10 @@ class DataParallel:
   `mode='pmap'`: state and batch carry a leading device axis (local devices).
   """
 
-  def __init__(self, step_fn: Callable, mode: str = "shard_map", mesh: Mesh | None = None):
+  def __init__(self, step_fn: Callable, mode: str = "shard_map", mesh: Mesh | None = None,
+               replicated_data: bool = False):
+    """`replicated_data`: the step's second argument is the same on every device
+    (the whole data set, put there once with `put_replicated`), not a split batch."""
     if mode not in PARALLEL_MODES:
       raise ValueError(f"unknown parallel mode {mode!r}; use one of {', '.join(PARALLEL_MODES)}")
     self.mode = mode
@@ -48,7 +51,8 @@ class DataParallel:
       self.devices = list(self.mesh.devices.flat)
       self._replicated = NamedSharding(self.mesh, P())
       self._sharded = NamedSharding(self.mesh, P(BATCH_AXIS))
-      mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(BATCH_AXIS), P()),
+      data_spec = P() if replicated_data else P(BATCH_AXIS)
+      mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), data_spec, P()),
                              out_specs=(P(), P()),
                              # Gradients are averaged explicitly with pmean, as under
                              # pmap; automatic cross-device typing would sum them twice.
@@ -57,6 +61,8 @@ class DataParallel:
     else:
       self.mesh = None
       self.devices = jax.local_devices() if mesh is None else list(mesh.devices.flat)
+      # pmap takes arrays whose leading axis is split one slice per device.
+      self._stacked = NamedSharding(Mesh(np.asarray(self.devices), (BATCH_AXIS,)), P(BATCH_AXIS))
       self.step = jax.pmap(step_fn, axis_name=BATCH_AXIS, in_axes=(0, 0, None),
                            devices=self.devices, donate_argnums=(0,))
 
@@ -68,7 +74,18 @@ class DataParallel:
     """Replicate a host/single-device state onto every device."""
     if self.mode == "shard_map":
       return jax.device_put(state, self._replicated)
-    return jax.device_put_replicated(state, self.devices)
+    n = len(self.devices)
+    stacked = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (n, *x.shape)), state)
+    return jax.device_put(stacked, self._stacked)
+
+  def put_replicated(self, array: np.ndarray) -> jax.Array:
+    """One copy of a (large) host array on every device, for `replicated_data=True`."""
+    if self.mode == "shard_map":
+      return jax.device_put(array, self._replicated)
+    # Copied device by device: stacking it on the host first would need n copies in memory.
+    copies = [jax.device_put(array[None], device) for device in self.devices]
+    return jax.make_array_from_single_device_arrays((len(copies), *array.shape), self._stacked,
+                                                    copies)
 
   def get_state(self, state: Any) -> Any:
     """One copy of a replicated state, usable outside the mapped step."""
@@ -83,7 +100,7 @@ class DataParallel:
     n = len(self.devices)
     if len(batch) % n:
       check_batch_size(len(batch), n)
-    return jax.device_put_sharded(list(batch.reshape(n, -1, *batch.shape[1:])), self.devices)
+    return jax.device_put(batch.reshape(n, -1, *batch.shape[1:]), self._stacked)
 
   def get_metrics(self, metrics: Any) -> dict[str, float]:
     """Metrics as host floats (this waits for the step to finish)."""
