@@ -1,0 +1,317 @@
+"""What the training loop reports: averaged metrics, sample grids, progress, collapse warnings.
+
+`Monitor.step` runs after every train step. It adds the step's metrics to a
+running sum on device (a jitted add, no host transfer) and only at log points
+fetches the average, so the loop never waits for the device in between.
+
+Scalars and images go to TensorBoard (clu's writer when TensorFlow is
+installed, else event files written with the `tensorboard` package alone) and
+scalars also to WORKDIR/metrics.jsonl, one JSON object per line, which
+`python -m gan_jax.plots WORKDIR` turns into curves. Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import pathlib
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from gan_jax import collapse
+from gan_jax import images as image_lib
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+
+
+@jax.jit
+def _accumulate(sums, counts, metrics):
+  """Add the finite metrics to `sums`, and count them: one bad step does not hide the others."""
+  finite = jax.tree.map(jnp.isfinite, metrics)
+  sums = jax.tree.map(lambda s, x, ok: s + jnp.where(ok, x, 0.0), sums, metrics, finite)
+  counts = jax.tree.map(lambda c, ok: c + ok, counts, finite)
+  return sums, counts
+
+
+@jax.jit
+def _zeros(metrics):
+  zeros = jax.tree.map(lambda x: jnp.zeros_like(x, jnp.float32), metrics)
+  return zeros, zeros
+
+
+class MetricAverager:
+  """Sums per-step metrics on device; `mean` fetches their average and starts over.
+
+  Only `mean` moves data to the host. Non-finite values are left out of the
+  sums and counted; a metric with no finite value in the interval averages NaN.
+  """
+
+  def __init__(self, fetch: Callable[[Any], dict[str, float]]):
+    self._fetch = fetch  # device metrics -> host floats (the only host transfer)
+    self._sums = self._counts = None
+    self.num_steps = 0
+
+  def add(self, metrics: Mapping[str, jax.Array]) -> None:
+    metrics = dict(metrics)
+    if self._sums is None:
+      self._sums, self._counts = _zeros(metrics)
+    self._sums, self._counts = _accumulate(self._sums, self._counts, metrics)
+    self.num_steps += 1
+
+  def mean(self) -> tuple[dict[str, float], dict[str, int]]:
+    """(mean of each metric over its finite values, number of non-finite steps of each)."""
+    sums, counts = self._fetch(self._sums), self._fetch(self._counts)
+    means = {name: sums[name] / counts[name] if counts[name] else float("nan") for name in sums}
+    nonfinite = {name: self.num_steps - round(count) for name, count in counts.items()}
+    self._sums = self._counts = None
+    self.num_steps = 0
+    return means, nonfinite
+
+
+class TensorBoardWriter:
+  """TensorBoard event files written by the `tensorboard` package, without TensorFlow.
+
+  Writes the same summaries as clu's TensorFlow writer (scalar and image plugin
+  tensors), so TensorBoard and readers see one format whichever writer ran.
+  """
+
+  def __init__(self, logdir: str | pathlib.Path):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.image import metadata as image_metadata
+    from tensorboard.plugins.scalar import metadata as scalar_metadata
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.util import tensor_util
+    self._event_pb2, self._summary_pb2, self._tensor_util = event_pb2, summary_pb2, tensor_util
+    self._image_metadata, self._scalar_metadata = image_metadata, scalar_metadata
+    self._writer = EventFileWriter(str(logdir))
+
+  def _write(self, step: int, values: list) -> None:
+    summary = self._summary_pb2.Summary(value=values)
+    self._writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=int(step),
+                                                 summary=summary))
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    self._write(step, [
+        self._summary_pb2.Summary.Value(
+            tag=tag, tensor=self._tensor_util.make_tensor_proto(np.float32(value)),
+            metadata=self._scalar_metadata.create_summary_metadata(tag, ""))
+        for tag, value in scalars.items()])
+
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    from PIL import Image
+    values = []
+    for tag, image in images.items():
+      image = image_lib.to_uint8(image)
+      batch = image[None] if image.ndim == 3 else image
+      height, width = batch.shape[1:3]
+      encoded = []
+      for picture in batch:
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+      # The image plugin's tensor: [width, height, png, png, ...] as strings.
+      tensor = np.array([str(width).encode(), str(height).encode(), *encoded], dtype=object)
+      values.append(self._summary_pb2.Summary.Value(
+          tag=tag, tensor=self._tensor_util.make_tensor_proto(tensor),
+          metadata=self._image_metadata.create_summary_metadata(tag, "")))
+    self._write(step, values)
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def create_summary_writer(logdir: str | pathlib.Path):
+  """clu's TensorBoard writer if TensorFlow imports, else `TensorBoardWriter`, else None."""
+  try:
+    from clu import metric_writers  # imports TensorFlow
+  except ImportError:
+    pass
+  else:
+    return metric_writers.SummaryWriter(str(logdir))
+  try:
+    return TensorBoardWriter(logdir)
+  except ImportError:
+    logging.warning("neither TensorFlow nor tensorboard is installed: metrics are written to "
+                    "%s only", METRICS_FILE)
+    return None
+
+
+def _progress_reporter(num_steps: int, writer):
+  """clu's ReportProgress (steps/s, ETA) when clu imports; the log line has an ETA anyway."""
+  try:
+    from clu import metric_writers, periodic_actions  # imports TensorFlow
+  except ImportError:
+    return None
+  writer = writer if isinstance(writer, metric_writers.MetricWriter) else None
+  return periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+
+
+def _learning_rate(opt_state) -> jax.Array | None:
+  """The current learning rate of an optax.inject_hyperparams optimiser, if there is one."""
+  has_hyperparams = lambda x: isinstance(getattr(x, "hyperparams", None), dict)
+  for node in jax.tree.leaves(opt_state, is_leaf=has_hyperparams):
+    if has_hyperparams(node) and "learning_rate" in node.hyperparams:
+      return node.hyperparams["learning_rate"]
+  return None
+
+
+def format_duration(seconds: float) -> str:
+  return str(datetime.timedelta(seconds=round(seconds)))
+
+
+class Monitor:
+  """Metrics, samples, progress and collapse checks for one training run.
+
+  Call `step` after every train step, `samples` with the fixed-noise images at
+  sample steps, and `close` at the end (it writes the plots). `should_stop`
+  turns True when a collapse detector fires and `monitor.stop_on_collapse` is set.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+               fetch: Callable[[Any], dict[str, float]], real_images: np.ndarray,
+               steps_per_epoch: int, start_step: int = 0):
+    collapse.check_config(config.monitor)
+    self.config, self.workdir = config, pathlib.Path(workdir)
+    self.num_steps, self.batch_size = config.train.num_steps, config.train.batch_size
+    self.steps_per_epoch, self.first_step = steps_per_epoch, start_step + 1
+    self.is_writer = jax.process_index() == 0
+    self._fetch = fetch
+    self._averager = MetricAverager(fetch)
+    self._writer = create_summary_writer(self.workdir) if self.is_writer else None
+    self._progress = _progress_reporter(self.num_steps, self._writer) if self.is_writer else None
+    self._last_log: tuple[int, float] | None = None
+    self._closed = False
+    self.should_stop = False
+    monitor = config.monitor
+    self.d_overpowering = collapse.DOverpowering(monitor.d_fake_threshold, monitor.patience)
+    data_diversity = float(collapse.mean_pairwise_distance(jnp.asarray(real_images)))
+    self.mode_collapse = collapse.ModeCollapse(monitor.diversity_fraction, data_diversity)
+    if self.is_writer:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      logging.info("diversity of %d real faces: %.3f (mode-collapse warning below %.3f)",
+                   len(real_images), data_diversity, monitor.diversity_fraction * data_diversity)
+
+  def is_log_step(self, step: int) -> bool:
+    # The first step is logged too: early feedback, and the timer then starts after compilation.
+    return step == self.first_step or step % self.config.log_every == 0 or step == self.num_steps
+
+  def step(self, step: int, metrics: Mapping[str, jax.Array], state) -> None:
+    """Account for one finished train step (host-side only, except at log steps)."""
+    self._averager.add(metrics)
+    if self._progress is not None:
+      self._progress(step)
+    if self.is_log_step(step):
+      self._log(step, state)
+
+  def _learning_rates(self, state) -> dict[str, float]:
+    """Read from the optimiser states when they hold a schedule's value, else from the config."""
+    rates = {"g_lr": _learning_rate(state.g_opt_state), "d_lr": _learning_rate(state.d_opt_state)}
+    found = self._fetch({name: rate for name, rate in rates.items() if rate is not None})
+    defaults = {"g_lr": self.config.optim.g_lr, "d_lr": self.config.optim.d_lr}
+    return {name: found.get(name, defaults[name]) for name in rates}
+
+  def _log(self, step: int, state) -> None:
+    interval = self._averager.num_steps
+    scalars, nonfinite = self._averager.mean()
+    bad_steps = max(nonfinite.get("d_loss", 0), nonfinite.get("g_loss", 0))
+    scalars["collapse/non_finite"] = bad_steps / interval
+    scalars.update(self._learning_rates(state))
+    now = time.perf_counter()
+    eta = ""
+    if self._last_log is not None:
+      # Wall time per step since the last log, so it includes sampling and checkpoints.
+      last_step, last_time = self._last_log
+      step_time = (now - last_time) / (step - last_step)
+      scalars.update(step_time=step_time, images_per_sec=self.batch_size / step_time)
+      eta = f", eta {format_duration(step_time * (self.num_steps - step))}"
+    self._last_log = (step, now)
+
+    try:
+      collapse.check_finite(step, scalars)  # raises when no step of the interval was finite
+    except collapse.NonFiniteLossError:
+      self._write_scalars(step, scalars)
+      self.close()
+      raise
+    if bad_steps and self.is_writer:
+      logging.warning("step %d: %d of the last %d steps had non-finite losses", step, bad_steps,
+                      interval)
+    warning = self.d_overpowering.update(step, scalars)
+    scalars["collapse/d_overpowering"] = float(self.d_overpowering.active)
+    self._write_scalars(step, scalars)
+    if self.is_writer:
+      logging.info("%s%s", self._console_line(step, scalars), eta)
+    self._warn(warning)
+
+  def _console_line(self, step: int, s: Mapping[str, float]) -> str:
+    line = (f"step {step}/{self.num_steps} (epoch {step / self.steps_per_epoch:.2f}): "
+            f"d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f} "
+            f"d_real={s['d_real']:.3f} d_fake={s['d_fake']:.3f}")
+    if "g_grad_norm" in s:
+      line += f" grad_norm g={s['g_grad_norm']:.3g} d={s['d_grad_norm']:.3g}"
+    line += f" lr g={s['g_lr']:.3g} d={s['d_lr']:.3g}"
+    if "step_time" in s:
+      line += f" | {s['images_per_sec']:.0f} img/s, {1000 * s['step_time']:.1f} ms/step"
+    return line
+
+  def samples(self, step: int, images: jax.Array) -> None:
+    """Write the fixed-noise sample grid (PNG + TensorBoard) and check its diversity."""
+    diversity = collapse.mean_pairwise_distance(images)  # on device, fetched with the images
+    images, diversity = jax.device_get((images, diversity))
+    diversity = float(diversity)
+    warning = self.mode_collapse.update(step, diversity)
+    if self.is_writer:
+      grid = image_lib.make_grid(images)
+      path = image_lib.save_png(self.workdir / SAMPLES_DIR / f"step_{step:07d}.png", grid)
+      logging.info("wrote %s (diversity %.3f of real)", path, self.mode_collapse.ratio(diversity))
+      if self._writer is not None:
+        self._writer.write_images(step, {"samples": grid})
+    self._write_scalars(step, {
+        "sample_diversity": diversity,
+        "collapse/diversity_ratio": self.mode_collapse.ratio(diversity),
+        "collapse/mode_collapse": float(self.mode_collapse.active),
+    })
+    self._warn(warning)
+
+  def _write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.is_writer:
+      return
+    if self._writer is not None:
+      self._writer.write_scalars(step, scalars)
+      self._writer.flush()
+    record = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), **scalars}
+    with open(self.workdir / METRICS_FILE, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+  def _warn(self, warning: str | None) -> None:
+    if warning is None:
+      return
+    logging.warning("%s", warning)
+    if self.config.monitor.stop_on_collapse:
+      logging.error("stopping training: monitor.stop_on_collapse is set")
+      self.should_stop = True
+
+  def close(self) -> None:
+    """Flush the writers and draw the curves and the progress GIF (process 0)."""
+    if self._closed:
+      return
+    self._closed = True
+    if self._writer is not None:
+      self._writer.close()
+    if self.is_writer:
+      try:
+        from gan_jax import plots
+        for path in plots.write_plots(self.workdir):
+          logging.info("wrote %s", path)
+      except ImportError as e:
+        logging.warning("no training plots (%s); install matplotlib and imageio", e)
