@@ -3,10 +3,14 @@
 Any config option can be overridden, e.g. `--config.train.batch_size=256`.
 """
 
+import sys
+
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import train
+from gan_jax import checkpoint, distributed, train
+from gan_jax.config_checks import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -14,13 +18,29 @@ flags.DEFINE_string("workdir", None, "Directory for samples, logs and checkpoint
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
                                 lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
+# Multi-process runs, one process per host (default: GAN_JAX_* or SLURM variables, else one).
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, reachable by all.")
+flags.DEFINE_integer("num_processes", None, "How many processes (hosts) take part.")
+flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes-1.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  # Before anything starts a JAX backend: XLA reads its flags only then.
+  train.use_deterministic_ops(FLAGS.config)
+  try:
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  except distributed.DistributedError as error:
+    sys.exit(f"error: {error}")
+  logging.info("%s", distributed.describe())
+  if jax.process_index() != 0:
+    logging.set_verbosity(logging.WARNING)  # one log to read; warnings still come from all
   logging.info("config:\n%s", FLAGS.config)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (checkpoint.CheckpointError, ConfigError) as error:  # e.g. options that do not fit
+    sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

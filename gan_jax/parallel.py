@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from gan_jax.config_checks import ConfigError
 from gan_jax.models.dcgan import BATCH_AXIS
 
 PARALLEL_MODES = ("shard_map", "pmap")
@@ -25,11 +26,38 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def check_batch_size(global_batch: int, num_devices: int) -> None:
-  """Fail before compiling when the batch cannot be split evenly."""
+  """Fail before compiling when the batch cannot be split evenly (ConfigError)."""
   if global_batch % num_devices:
     fits = global_batch - global_batch % num_devices or num_devices
-    raise ValueError(f"train.batch_size={global_batch} is not divisible by the {num_devices} "
-                     f"devices; use a multiple of {num_devices} (e.g. --config.train.batch_size={fits})")
+    raise ConfigError(f"train.batch_size={global_batch} is not divisible by the {num_devices} "
+                      f"devices; use a multiple of {num_devices} "
+                      f"(e.g. --config.train.batch_size={fits})")
+
+
+def replicate(tree: Any, sharding: NamedSharding) -> Any:
+  """`jax.device_put(tree, sharding)` for a replicated sharding, also across processes.
+
+  device_put cannot reach other processes' devices, so there every process
+  puts its own (identical) copy on its devices and the copies form one array.
+  """
+  if sharding.is_fully_addressable:
+    return jax.device_put(tree, sharding)
+
+  def put(x):
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+      return x
+    devices = sharding.addressable_devices_indices_map(np.shape(x))
+    copies = [jax.device_put(x, device) for device in devices]
+    return jax.make_array_from_single_device_arrays(np.shape(x), sharding, copies)
+
+  return jax.tree.map(put, tree)
+
+
+def _local_copy(x: Any) -> Any:
+  """This process's copy of an array replicated over several processes (pmap takes local ones)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return x.addressable_data(0)
+  return x
 
 
 class DataParallel:
@@ -60,38 +88,60 @@ class DataParallel:
       self.step = jax.jit(mapped, donate_argnums=(0,))
     else:
       self.mesh = None
+      # This process's devices: pmap takes arrays with one slice per local device,
+      # and (devices=None) maps over those of every process, as one axis.
       self.devices = jax.local_devices() if mesh is None else list(mesh.devices.flat)
-      # pmap takes arrays whose leading axis is split one slice per device.
       self._stacked = NamedSharding(Mesh(np.asarray(self.devices), (BATCH_AXIS,)), P(BATCH_AXIS))
+      self._replicated = NamedSharding(
+          make_mesh() if mesh is None else Mesh(np.asarray(self.devices), (BATCH_AXIS,)), P())
       self.step = jax.pmap(step_fn, axis_name=BATCH_AXIS, in_axes=(0, 0, None),
-                           devices=self.devices, donate_argnums=(0,))
+                           devices=None if mesh is None else self.devices, donate_argnums=(0,))
 
   @property
   def num_devices(self) -> int:
     return len(self.devices)
 
+  @property
+  def state_sharding(self) -> NamedSharding:
+    """Where `get_state` puts a state: replicated on every device of every process."""
+    return self._replicated
+
   def put_state(self, state: Any) -> Any:
-    """Replicate a host/single-device state onto every device."""
+    """Replicate a host/single-device state (or one from `get_state`) onto every device."""
     if self.mode == "shard_map":
-      return jax.device_put(state, self._replicated)
+      return replicate(state, self._replicated)
     n = len(self.devices)
-    stacked = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (n, *x.shape)), state)
+    stacked = jax.tree.map(lambda x: jax.numpy.broadcast_to(_local_copy(x), (n, *x.shape)), state)
     return jax.device_put(stacked, self._stacked)
+
+  def put_key(self, key: jax.Array) -> jax.Array:
+    """The step's key argument: replicated (shard_map), or one copy pmap broadcasts."""
+    return replicate(key, self._replicated) if self.mode == "shard_map" else _local_copy(key)
 
   def put_replicated(self, array: np.ndarray) -> jax.Array:
     """One copy of a (large) host array on every device, for `replicated_data=True`."""
     if self.mode == "shard_map":
-      return jax.device_put(array, self._replicated)
+      return replicate(array, self._replicated)
     # Copied device by device: stacking it on the host first would need n copies in memory.
     copies = [jax.device_put(array[None], device) for device in self.devices]
     return jax.make_array_from_single_device_arrays((len(copies), *array.shape), self._stacked,
                                                     copies)
 
   def get_state(self, state: Any) -> Any:
-    """One copy of a replicated state, usable outside the mapped step."""
+    """One copy of a replicated state, usable outside the mapped step.
+
+    Under pmap the per-device copies become one array replicated on
+    `state_sharding`, as under shard_map, so that jit and Orbax (which needs
+    every process to hold the same global array) treat both modes alike.
+    """
     if self.mode == "shard_map":
       return state
-    return jax.tree.map(lambda x: x[0], state)
+
+    def first_copy(x):
+      copies = [shard.data[0] for shard in x.addressable_shards]
+      return jax.make_array_from_single_device_arrays(x.shape[1:], self._replicated, copies)
+
+    return jax.tree.map(first_copy, state)
 
   def put_batch(self, batch: np.ndarray) -> jax.Array:
     """Split this process's share of the global batch over the devices."""
