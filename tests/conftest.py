@@ -40,3 +40,24 @@ def faces16(faces_dir) -> "np.ndarray":
   """The first 2,000 real faces, centre-cropped and resized to 16 px (uint8)."""
   from gan_jax import prepare
   return prepare.load_image_array(faces_dir, resolution=16, crop="center", limit=2000)
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(faces16, tmp_path_factory) -> pathlib.Path:
+  """A workdir of configs/tiny.py trained 20 steps on 512 real faces: checkpoints 10 and 20.
+
+  For the exploration tools (generate, interpolate, project, nearest). The
+  faces go to a temporary .npy, which is also the run's data.path.
+  """
+  import numpy as np
+  from configs import tiny
+  from gan_jax import train
+  data = tmp_path_factory.mktemp("tiny_data") / "faces16.npy"
+  np.save(data, np.asarray(faces16[:512]))
+  config = tiny.get_config()
+  config.data.path = str(data)
+  config.train.num_steps, config.checkpoint_every = 20, 10
+  config.log_every, config.sample_every = 10, 20
+  workdir = tmp_path_factory.mktemp("tiny_run")
+  train.train_and_evaluate(config, str(workdir))
+  return workdir
