@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import logging as std_logging
 import pathlib
@@ -45,7 +46,7 @@ DAMAGED_DIR = "damaged_checkpoints"
 RESUMABLE_CHANGES = frozenset({
     "train.num_steps", "train.deterministic", "checkpoint_keep", "parallel",
     "num_sample_images", "data.path", "data.pipeline", "data.device_budget_mb",
-    "data.cache_dir", "monitor.",
+    "data.cache_dir", "monitor.", "eval.",
 })
 # Of those, the ones worth a warning: the same images may live elsewhere now.
 WARN_ON_CHANGE = frozenset({"data.path"})
@@ -139,8 +140,12 @@ def fingerprint(tree: Any) -> str:
 # --- the manager ---
 
 def make_manager(workdir: str | pathlib.Path, max_to_keep: int = 3,
-                 read_only: bool = False) -> ocp.CheckpointManager:
-  """The run's CheckpointManager (async, atomic saves; keeps the last `max_to_keep`)."""
+                 read_only: bool = False, lowest: str | None = None) -> ocp.CheckpointManager:
+  """The run's CheckpointManager (async, atomic saves; keeps the last `max_to_keep`).
+
+  With `lowest` (a metric name, e.g. 'fid'), the `max_to_keep` steps with the
+  lowest value of that metric are kept instead; see `save(metrics=...)`.
+  """
   directory = pathlib.Path(workdir).absolute() / CHECKPOINT_DIR
   if read_only:
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
@@ -148,20 +153,25 @@ def make_manager(workdir: str | pathlib.Path, max_to_keep: int = 3,
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
         # Half-written saves of a killed run are removed on start.
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=True,
+        best_fn=(lambda metrics: metrics[lowest]) if lowest else None, best_mode="min")
   handlers = {"state": ocp.PyTreeCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
               "config": ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 def save(manager: ocp.CheckpointManager, state: GANState, data_position: dict,
-         config: ml_collections.ConfigDict, step: int | None = None) -> None:
-  """Start an (asynchronous) save of the state at `step` (default: read from the state)."""
+         config: ml_collections.ConfigDict, step: int | None = None,
+         metrics: dict | None = None) -> None:
+  """Start an (asynchronous) save of the state at `step` (default: read from the state).
+
+  `metrics` (e.g. the FID of the best checkpoint) are stored with the step.
+  """
   step = int(jax.device_get(state.step)) if step is None else step
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.PyTreeSave(state_to_tree(state)),
       data=ocp.args.JsonSave(data_position),
-      config=ocp.args.JsonSave(config.to_dict())))
+      config=ocp.args.JsonSave(config.to_dict())), metrics=metrics)
 
 
 def _restore_args(target: Any) -> Any:
@@ -183,7 +193,32 @@ def _restore_state_item(manager: ocp.CheckpointManager, step: int, target: Any,
 
 
 def _restore_config(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
-  return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  return with_defaults(saved)
+
+
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+  """A saved config laid over today's configs/default.py.
+
+  Options added after a run was saved take their defaults, which is how the
+  code behaved before they existed; saved values always win.
+  """
+  default_file = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
+  if not default_file.is_file():  # not a source checkout: nothing to fill in from
+    return saved
+  spec = importlib.util.spec_from_file_location("_gan_jax_default_config", default_file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+
+  def merge(defaults: dict, values: dict) -> dict:
+    merged = dict(defaults)
+    for name, value in values.items():
+      if isinstance(value, dict) and isinstance(defaults.get(name), dict):
+        value = merge(defaults[name], value)
+      merged[name] = value
+    return merged
+
+  return merge(module.get_config().to_dict(), saved)
 
 
 def _saved_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
