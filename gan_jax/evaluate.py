@@ -4,36 +4,34 @@
   python -m gan_jax.evaluate fid REAL FAKE
   # 1-NN two-sample accuracy plus t-SNE/PCA plots of the embeddings:
   python -m gan_jax.evaluate embed REAL FAKE --out DIR [--features inception|pixels]
+  # FID and KID of a training checkpoint against the faces it was trained on:
+  python -m gan_jax.evaluate run --workdir W [--step N | --best] --num_samples 10000
 
 REAL and FAKE are each a folder of images or a prepared uint8 (N, H, W, 3)
 .npy. FID/KID use the standard TF Inception-v3 pool3 features; fetch its
-weights once with `python -m gan_jax.metrics.weights fetch`.
+weights once with `python -m gan_jax.metrics.weights fetch`. `run` writes
+W/eval/metrics_step_N.json (metrics_step_N_pixels.json with --features pixels).
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import pathlib
 import sys
 
-from gan_jax import prepare
+import jax
+from absl import logging
+
+from gan_jax import checkpoint, periodic_eval, prepare, sampling
 from gan_jax.metrics import embedding
 from gan_jax.metrics import fid
 from gan_jax.metrics import weights
 
 FEATURE_NAMES = {"inception": "Inception pool3 features", "pixels": "pixels"}
-
-
-def feature_metrics(real: fid.Statistics, fake: fid.Statistics, kid_subsets: int = 100,
-                    kid_subset_size: int = 1000,
-                    with_precision_recall: bool = False) -> dict[str, float]:
-  """FID, KID (and optionally precision/recall) of two sets' Inception statistics."""
-  kid_mean, kid_std = fid.kid(real.features, fake.features, kid_subsets, kid_subset_size)
-  metrics = {"fid": fid.fid_from_statistics(real, fake), "kid": kid_mean, "kid_std": kid_std}
-  if with_precision_recall:
-    metrics["precision"], metrics["recall"] = fid.precision_recall(real.features, fake.features)
-  return metrics
+feature_metrics = periodic_eval.feature_metrics
 
 
 def print_metrics(metrics: dict[str, float]) -> None:
@@ -83,13 +81,79 @@ def run_embed(args) -> None:
   print(f"wrote {json_path}, {plots['tsne']}, {plots['pca']}")
 
 
-# `run --workdir DIR` (to be added): sample uint8 images from a training
-# checkpoint, take the real images from its config, then reuse the code
-# above: `fid.dataset_statistics` for the real side, `inception.extract_features`
-# for the samples (`fid.statistics_of` them) and `feature_metrics` /
-# `print_metrics` for the report.
-# Register its parser in `build_parser` and its function in COMMANDS.
-COMMANDS = {"fid": run_fid, "embed": run_embed}
+def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
+                        num_samples: int = 10_000, features: str = "inception",
+                        data: str | None = None, num_real: int | None = None,
+                        batch_size: int = 250, seed: int = periodic_eval.SAMPLE_SEED,
+                        best: bool = False, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                        precision_recall: bool = False, one_nn: bool = False,
+                        use_cache: bool = True) -> tuple[dict, pathlib.Path]:
+  """Metrics of a checkpoint's generator against its training images, and the JSON written.
+
+  Images come from the latents (seed, 0..num_samples-1), as `generate --seed`;
+  the real side is the config's data (or `data`), read as training reads it.
+  """
+  periodic_eval.check_options(num_samples, features)
+  if batch_size < 1:
+    raise ValueError(f"--batch={batch_size} must be at least 1")
+  workdir = pathlib.Path(workdir)
+  source = workdir / periodic_eval.BEST_DIR if best else workdir
+  if best and not (source / checkpoint.CHECKPOINT_DIR).is_dir():
+    raise ValueError(f"no best checkpoint in {source}: training keeps one with "
+                     "--config.eval.every=N (and eval.keep_best, the default)")
+  step = sampling.checkpoint_step(source, step)  # a clear error when there is none
+  config, gan, g_params, g_batch_stats = checkpoint.load_generator(source, step)
+  limit = periodic_eval.reference_limit(None if data else config.data.limit, num_real)
+  real = periodic_eval.reference_statistics(data or config.data.path, config.data.resolution,
+                                            config.data.crop, features, config.data.cache_dir,
+                                            limit, batch_size, use_cache)
+  latents = sampling.latents(seed, num_samples, gan.latent_dim)
+  images = periodic_eval.generate_images(jax.jit(gan.sample),
+                                         periodic_eval.generator_state(g_params, g_batch_stats),
+                                         latents, batch_size)
+  fake_features = periodic_eval.feature_extractor(features, batch_size)(images)
+  metrics = periodic_eval.feature_metrics(real, fid.statistics_of(fake_features), kid_subsets,
+                                          kid_subset_size, precision_recall)
+  result = {"step": step, "checkpoint": "best" if best else "saved", "workdir": str(workdir),
+            "num_samples": num_samples, "num_real": len(real.features), "features": features,
+            "fid": metrics.pop("fid"), "kid_mean": metrics.pop("kid"),
+            "kid_std": metrics.pop("kid_std"), **metrics}
+  if one_nn:
+    # Equally many per set, or the 1-NN test is biased.
+    count = min(len(real.features), num_samples)
+    result["one_nn_accuracy"] = embedding.one_nn_accuracy(real.features[:count],
+                                                          fake_features[:count])
+  result.update(seed=seed, ema=bool(config.train.get("ema_decay", 0.0)),
+                resolution=config.data.resolution, data=str(data or config.data.path),
+                date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+  suffix = "" if features == "inception" else f"_{features}"
+  path = workdir / "eval" / f"metrics_step_{step}{suffix}.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result, indent=2) + "\n")
+  return result, path
+
+
+def run_checkpoint(args) -> None:
+  logging.set_verbosity(logging.ERROR)  # Orbax reports every restore at INFO/WARNING.
+  result, path = evaluate_checkpoint(
+      args.workdir, args.step, args.num_samples, args.features, args.data, args.num_real,
+      args.batch, args.seed, args.best, args.kid_subsets, args.kid_subset_size,
+      args.precision_recall, args.one_nn, use_cache=not args.no_cache)
+  features = ("Inception pool3 features" if result["features"] == "inception" else
+              "random projections of the pixels")
+  print(f"{path.parent.parent}: step {result['step']}{' (best)' if args.best else ''}, "
+        f"{result['num_samples']} samples vs {result['num_real']} real images, {features}")
+  print_metrics({"fid": result["fid"], "kid": result["kid_mean"], "kid_std": result["kid_std"],
+                 **{name: result[name] for name in ("precision", "recall") if name in result}})
+  if "one_nn_accuracy" in result:
+    print(f"1-NN accuracy: {result['one_nn_accuracy']:.4f} (0.5 = indistinguishable)")
+  if result["features"] != "inception" or result["num_samples"] < 10_000:
+    print("note: only Inception features and >= 10000 samples give FIDs comparable to published "
+          "ones (docs/evaluation.md)")
+  print(f"wrote {path}")
+
+
+COMMANDS = {"fid": run_fid, "embed": run_embed, "run": run_checkpoint}
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +191,38 @@ def build_parser() -> argparse.ArgumentParser:
   embed_parser.add_argument("--features", choices=("inception", "pixels"), default="inception",
                             help="embed with Inception pool3 features or raw pixels")
   embed_parser.add_argument("--seed", type=int, default=0, help="seed of t-SNE and PCA")
+
+  run_parser = commands.add_parser(
+      "run", formatter_class=defaults,
+      help="FID/KID of a training checkpoint's samples against its training images")
+  run_parser.add_argument("--workdir", required=True, help="the training --workdir")
+  which = run_parser.add_mutually_exclusive_group()
+  which.add_argument("--step", type=int, default=None,
+                     help="checkpoint step; the latest when not given")
+  which.add_argument("--best", action="store_true",
+                     help="the lowest-FID checkpoint kept by periodic evaluation (WORKDIR/best)")
+  run_parser.add_argument("--num_samples", type=int, default=10_000,
+                          help="generated images (10000 or 50000 for published comparisons)")
+  run_parser.add_argument("--data", default=None,
+                          help="real images (default: the run's data.path, data.limit, "
+                               "resolution and crop)")
+  run_parser.add_argument("--num_real", type=int, default=None,
+                          help="use at most this many real images; all when not given")
+  run_parser.add_argument("--batch", type=int, default=250,
+                          help="images per generator and Inception call")
+  run_parser.add_argument("--features", choices=periodic_eval.FEATURES, default="inception",
+                          help="Inception pool3 (FID) or random pixel projections (cheap, "
+                               "not comparable to published numbers)")
+  run_parser.add_argument("--seed", type=int, default=periodic_eval.SAMPLE_SEED,
+                          help="latent seed: the images of `generate --seed S`")
+  run_parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets")
+  run_parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID subset size")
+  run_parser.add_argument("--precision_recall", action="store_true",
+                          help="also compute improved precision/recall (k=3)")
+  run_parser.add_argument("--one_nn", action="store_true",
+                          help="also compute the 1-NN two-sample accuracy on the same features")
+  run_parser.add_argument("--no_cache", action="store_true",
+                          help="do not read or write cached real-image Inception features")
   return parser
 
 
@@ -134,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   try:
     COMMANDS[args.command](args)
-  except (prepare.DataError, weights.WeightsError, ValueError) as error:
+  except (prepare.DataError, weights.WeightsError, ValueError, FileNotFoundError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
   return 0

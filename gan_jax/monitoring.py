@@ -283,6 +283,10 @@ class Monitor:
     })
     self._warn(warning)
 
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    """Log scalars measured outside the train step (e.g. eval/fid): TensorBoard and metrics.jsonl."""
+    self._write_scalars(step, scalars)
+
   def _write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self.is_writer:
       return

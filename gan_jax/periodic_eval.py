@@ -1,0 +1,218 @@
+"""FID during training, and the sampling and metric code `evaluate run` shares.
+
+With `--config.eval.every=N` the training loop, every N steps and at its last
+step, generates `eval.num_samples` images from fixed latents (image i from the
+latent (0, i), as `python -m gan_jax.generate --seed 0`), computes FID and KID
+against the training images and logs them as `eval/fid`, `eval/kid` and
+`eval/kid_std` (TensorBoard and metrics.jsonl). The training images' features
+are computed once, at the start, and cached per data set (`metrics/fid.py`).
+
+With `eval.keep_best` the state with the lowest FID so far is also saved to
+WORKDIR/best/checkpoints/STEP (only that one is kept), a checkpoint directory
+like the run's own: `python -m gan_jax.evaluate run --workdir WORKDIR --best`,
+or any tool given `--workdir WORKDIR/best`, reads it.
+
+`eval.features='pixels'` replaces Inception by a fixed random projection of
+the pixels: cheap enough for CPU tests, but not comparable to published FIDs.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from gan_jax import checkpoint, images as image_lib, input_pipeline, prepare, sampling
+from gan_jax.config_checks import ConfigError
+from gan_jax.metrics import fid, frechet, inception, weights
+from gan_jax.state import GANState
+
+FEATURES = ("inception", "pixels")
+# The run's best checkpoint lives in WORKDIR/BEST_DIR/checkpoints, so it reads like a workdir.
+BEST_DIR = "best"
+# Latent seed of every evaluation: the same images as `generate --seed 0 --num N`.
+SAMPLE_SEED = 0
+# Images projected at once by `pixel_features` (keeps float64 copies small).
+PIXEL_CHUNK = 1024
+
+
+def check_options(num_samples: int, features: str, prefix: str = "--") -> None:
+  """Raise ValueError for too few samples or unknown features (`prefix`: how options are named)."""
+  if num_samples < 2:
+    raise ValueError(f"{prefix}num_samples={num_samples}: FID and KID need at least 2 generated "
+                     f"images; use 10000 or more for numbers comparable to published ones")
+  if features not in FEATURES:
+    raise ValueError(f"{prefix}features={features!r} is unknown; use one of {', '.join(FEATURES)}")
+
+
+def pixel_features(images: np.ndarray) -> np.ndarray:
+  """`frechet.pixel_projection_features` of uint8 images, chunk by chunk (any N)."""
+  chunks = [frechet.pixel_projection_features(images[start:start + PIXEL_CHUNK])
+            for start in range(0, len(images), PIXEL_CHUNK)]
+  return np.concatenate(chunks).astype(np.float32)
+
+
+def feature_extractor(features: str, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+  """uint8 (N, H, W, 3) images -> (N, D) features: Inception pool3 or pixel projections."""
+  if features == "inception":
+    return lambda images: inception.extract_features(images, batch_size)
+  return pixel_features
+
+
+def reference_limit(*limits: int | None) -> int | None:
+  """The smallest positive limit (0 and None mean no limit)."""
+  positive = [limit for limit in limits if limit]
+  return min(positive) if positive else None
+
+
+def reference_statistics(data_path: str, resolution: int, crop: str, features: str,
+                         cache_dir: str | None = None, limit: int | None = None,
+                         batch_size: int = 250, use_cache: bool = True) -> fid.Statistics:
+  """Features and Gaussian fit of the real images a run trains on (its first `limit`).
+
+  `data_path` is read as training reads it (`prepare.training_images`), so a
+  raw folder is the prepared, cropped array at the run's resolution. Inception
+  features of that array are cached by `fid.dataset_statistics`.
+  """
+  images = prepare.training_images(data_path, resolution, crop, cache_dir or None)
+  if features == "inception" and use_cache and getattr(images, "filename", None):
+    # The whole memory-mapped .npy: its path (and size, mtime) key the cache.
+    return fid.dataset_statistics(images.filename, None, limit, batch_size)
+  images = images[:limit] if limit else images
+  return fid.statistics_of(feature_extractor(features, batch_size)(images))
+
+
+def generate_images(sample_fn, generator: GANState, latents: np.ndarray,
+                    batch_size: int) -> np.ndarray:
+  """uint8 images `sample_fn(generator, z)` for every row of `latents`, a batch at a time.
+
+  The last batch is padded, so image i depends only on latents[i] and one
+  compiled shape serves any number of images.
+  """
+  outputs = []
+  for start in range(0, len(latents), batch_size):
+    chunk = latents[start:start + batch_size]
+    padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), chunk.shape[1]),
+                                             chunk.dtype)])
+    outputs.append(image_lib.to_uint8(jax.device_get(sample_fn(generator, padded)))[:len(chunk)])
+  return np.concatenate(outputs)
+
+
+def generator_state(g_params, g_batch_stats) -> GANState:
+  """A GANState holding only what `GAN.sample` needs, on this process's first device."""
+  fields = {"g_params": g_params, "g_batch_stats": g_batch_stats or {}}
+  fields = jax.tree.map(checkpoint.host_array, fields)  # also for arrays spread over processes
+  return sampling.partial_state(**jax.device_put(fields, jax.local_devices()[0]))
+
+
+def feature_metrics(real: fid.Statistics, fake: fid.Statistics, kid_subsets: int = 100,
+                    kid_subset_size: int = 1000,
+                    with_precision_recall: bool = False) -> dict[str, float]:
+  """FID, KID (and optionally precision/recall) of two sets' feature statistics."""
+  kid_mean, kid_std = fid.kid(real.features, fake.features, kid_subsets, kid_subset_size)
+  metrics = {"fid": fid.fid_from_statistics(real, fake), "kid": kid_mean, "kid_std": kid_std}
+  if with_precision_recall:
+    metrics["precision"], metrics["recall"] = fid.precision_recall(real.features, fake.features)
+  return metrics
+
+
+class PeriodicEval:
+  """FID/KID at `eval.every` steps, logged through the monitor; keeps the best checkpoint.
+
+    evaluator = PeriodicEval(config, workdir, gan, monitor)  # real statistics now
+    if evaluator.is_eval_step(step):
+      evaluator.evaluate(step, runner.get_state(state))
+
+  Every process must call `evaluate` (the best checkpoint is saved by all).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, gan,
+               monitor):
+    options = config.get("eval")  # configs written before evaluation existed have none
+    self.every = options.every if options is not None else 0
+    self.num_steps = config.train.num_steps
+    if not self.every:
+      return
+    try:
+      check_options(options.num_samples, options.features, prefix="--config.eval.")
+    except ValueError as error:
+      raise ConfigError(str(error)) from None
+    if options.every < 0 or options.batch_size < 1:
+      raise ConfigError(f"--config.eval.every={options.every} must be >= 0 and "
+                        f"--config.eval.batch_size={options.batch_size} >= 1")
+    self.config, self.options, self.monitor = config, options, monitor
+    data = config.data
+    start = time.perf_counter()
+    try:
+      limit = reference_limit(data.limit, options.num_real)
+      self.real = reference_statistics(data.path, data.resolution, data.crop, options.features,
+                                       data.cache_dir, limit, options.batch_size)
+    except weights.WeightsError as error:
+      raise ConfigError(f"eval.features=inception: {error}; or set --config.eval.features=pixels "
+                        "or --config.eval.every=0") from None
+    logging.info("eval: %s features of %d real images in %.1f s; FID of %d samples every %d steps",
+                 options.features, len(self.real.features), time.perf_counter() - start,
+                 options.num_samples, self.every)
+    self.features = feature_extractor(options.features, options.batch_size)
+    self.latents = sampling.latents(SAMPLE_SEED, options.num_samples, gan.latent_dim)
+    self._sample = jax.jit(gan.sample)
+    self.best_manager, self.best_fid = None, math.inf
+    if options.keep_best:
+      self.best_manager = checkpoint.make_manager(pathlib.Path(workdir) / BEST_DIR, max_to_keep=1,
+                                                  lowest="fid")
+      self.best_fid = self._previous_best()
+
+  def settings(self) -> dict:
+    """What makes two FIDs comparable; stored with the best checkpoint."""
+    return {"features": self.options.features, "num_samples": self.options.num_samples,
+            "num_real": len(self.real.features)}
+
+  def _previous_best(self) -> float:
+    """The FID of a best checkpoint an earlier (resumed) run left, if measured alike."""
+    manager = self.best_manager
+    for step in manager.all_steps():
+      saved = manager.metrics(step) or {}
+      if {name: saved.get(name) for name in self.settings()} == self.settings():
+        logging.info("eval: best checkpoint so far: step %d, FID %.4f", step, saved["fid"])
+        return float(saved["fid"])
+      # Not comparable with this run's FIDs: the next evaluation replaces it.
+      logging.warning("eval: deleting best checkpoint %d of %s: it was measured with %s, not %s",
+                      step, manager.directory, {n: saved.get(n) for n in self.settings()},
+                      self.settings())
+      manager.delete(step)
+    return math.inf
+
+  def is_eval_step(self, step: int) -> bool:
+    return bool(self.every) and (step % self.every == 0 or step == self.num_steps)
+
+  def evaluate(self, step: int, state: GANState) -> dict[str, float]:
+    """FID and KID of the state's generator (EMA weights if kept), logged at `step`."""
+    start = time.perf_counter()
+    params = state.ema_g_params if state.ema_g_params is not None else state.g_params
+    generator = generator_state(params, state.g_batch_stats)
+    images = generate_images(self._sample, generator, self.latents, self.options.batch_size)
+    metrics = feature_metrics(self.real, fid.statistics_of(self.features(images)))
+    self.monitor.write_scalars(step, {f"eval/{name}": value for name, value in metrics.items()})
+    improved = metrics["fid"] < self.best_fid
+    logging.info("step %d: FID %.4f, KID %.5f ± %.5f (%d samples, %s features, %.1f s)%s", step,
+                 metrics["fid"], metrics["kid"], metrics["kid_std"], len(images),
+                 self.options.features, time.perf_counter() - start,
+                 ", best so far" if improved else f"; best {self.best_fid:.4f}")
+    if improved and self.best_manager is not None:
+      self._save_best(step, state, metrics)
+    self.best_fid = min(self.best_fid, metrics["fid"])
+    return metrics
+
+  def _save_best(self, step: int, state: GANState, metrics: dict) -> None:
+    if step in self.best_manager.all_steps():
+      return  # a resumed run re-evaluating a step it already kept: the same weights
+    checkpoint.save(self.best_manager, state, input_pipeline.pipeline_state(step, self.config.seed),
+                    self.config, step=step, metrics={**metrics, **self.settings()})
+    # Saved now, before the next step donates the state's buffers; Orbax keeps the lowest FID.
+    self.best_manager.wait_until_finished()
