@@ -12,10 +12,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.path = ""              # a folder of face images or a prepared uint8 .npy
+  config.data.path = ""              # image folder (prepared once, cached), prepared dir, or uint8 .npy
   config.data.resolution = 64
   config.data.crop = "center"        # center | celeba | none
   config.data.limit = 0              # use only the first N images (0 = all)
+  config.data.pipeline = "auto"      # auto | device | tfdata | numpy (see gan_jax/input_pipeline.py)
+  config.data.device_budget_mb = 4096  # auto: keep the data on each device if it fits this
+  config.data.hflip = False          # mirror a seeded half of each batch
+  config.data.cache_dir = ""         # prepared folders; "" = ${GAN_JAX_CACHE:-~/.cache/gan_jax}/prepared
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "dcgan"
@@ -27,24 +31,60 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.d_batch_norm = True
   config.model.d_final_size = 0      # D flattens at this side; 0 = G's start size (4, or 9 at 36 px)
   config.model.d_dropout = 0.0
+  config.model.d_spectral_norm = False  # spectral norm on every D layer (SNGAN)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128      # global batch, split over all devices
   config.train.num_steps = 10_000
   config.train.dtype = "float32"     # computation dtype: float32 | bfloat16
+  config.train.d_steps = 1           # D updates per iteration (each on fresh fakes)
+  config.train.g_steps = 1           # G updates per iteration
+  config.train.balance_margin = 0.0  # >0: when |L_G - L_D| >= margin update only the weaker net
+  config.train.ema_decay = 0.0       # EMA of G's weights for sampling (0 = off, e.g. 0.999)
+  config.train.ema_rampup = False    # decay = min(ema_decay, (1 + step) / (10 + step))
+  config.train.instance_noise = 0.0  # std of Gaussian noise on D's inputs, annealed to 0
+  config.train.instance_noise_steps = 0  # anneal over this many steps (0 = train.num_steps)
+  config.train.deterministic = True  # XLA deterministic GPU ops: same seed -> same weights
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_lr = 2e-4
   config.optim.d_lr = 2e-4
   config.optim.b1 = 0.5
   config.optim.b2 = 0.999
+  config.optim.schedule = "constant"  # constant | linear | cosine (decay to 0 at train.num_steps)
+  config.optim.warmup_steps = 0      # linear warm-up from 0 before the schedule
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "ns"            # non-saturating BCE
+  config.loss.name = "ns"            # ns | minimax | lsgan | hinge | wgan-gp
+  config.loss.real_label = 1.0       # D's target for reals; 0.9 = one-sided label smoothing
+  config.loss.flip_prob = 0.0        # probability of flipping each D label
+  config.loss.gp_weight = 10.0       # WGAN-GP gradient-penalty weight (loss.name=wgan-gp only)
+  config.loss.r1_gamma = 0.0         # R1 penalty on reals (0 = off)
+  config.loss.r1_every = 1           # lazy R1: apply every N steps, scaled by N
+
+  config.augment = ml_collections.ConfigDict()
+  config.augment.policy = ""         # DiffAugment for D's inputs, e.g. "color,translation,cutout"
 
   config.parallel = "shard_map"      # shard_map | pmap
   config.num_sample_images = 64      # fixed-noise grid size
   config.log_every = 50
   config.sample_every = 500
   config.checkpoint_every = 1000
+  config.checkpoint_keep = 3          # keep the last N checkpoints (older ones are deleted)
+
+  # Collapse detectors (gan_jax/collapse.py): a warning line and a TensorBoard scalar each.
+  config.monitor = ml_collections.ConfigDict()
+  config.monitor.d_fake_threshold = 0.03  # D overpowering: mean D(G(z)) below this ...
+  config.monitor.patience = 5             # ... for this many logs in a row while g_loss rises
+  config.monitor.diversity_fraction = 0.25  # mode collapse: sample diversity below this x real's
+  config.monitor.stop_on_collapse = False   # stop training when a detector fires
+
+  # FID during training (gan_jax/periodic_eval.py, docs/evaluation.md); logged as eval/fid.
+  config.eval = ml_collections.ConfigDict()
+  config.eval.every = 0              # evaluate every N steps and at the end (0 = off)
+  config.eval.num_samples = 10_000   # generated images per evaluation
+  config.eval.num_real = 0           # real images for the reference statistics (0 = all used)
+  config.eval.features = "inception"  # inception (FID) | pixels (cheap random projection)
+  config.eval.batch_size = 250       # images per generator / Inception call
+  config.eval.keep_best = True       # keep the lowest-FID checkpoint in WORKDIR/best
   return config

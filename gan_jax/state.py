@@ -26,7 +26,7 @@ class GANState:
   d_params: PyTree
   d_batch_stats: PyTree
   d_opt_state: optax.OptState
-  ema_g_params: PyTree        # exponential moving average of g_params (None until enabled)
+  ema_g_params: PyTree        # exponential moving average of g_params (None: train.ema_decay=0)
   key: jax.Array              # typed PRNG key of the run; each step folds in its index
 
 
@@ -47,7 +47,8 @@ def create_state(gan, key: jax.Array) -> GANState:
       d_params=d_params,
       d_batch_stats=d_vars.get("batch_stats", {}),
       d_opt_state=gan.d_optimizer.init(d_params),
-      ema_g_params=None,
+      # The EMA starts at G's initial weights; copies, so no buffer is donated twice.
+      ema_g_params=jax.tree.map(jnp.copy, g_params) if gan.ema_decay else None,
       key=run_key,
   )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -149,25 +150,31 @@ def instance_noise_std(gan: GAN, step: jax.Array) -> jax.Array:
   return gan.instance_noise * jnp.maximum(0.0, 1.0 - step / gan.instance_noise_steps)
 
 
+class NetState(NamedTuple):
+  """One network's trained variables, as carried through the step's updates."""
+  params: Any
+  opt_state: optax.OptState
+  batch_stats: Any
+
+
 def guarded_update(optimizer: optax.GradientTransformation, schedule, step: jax.Array,
-                   allowed: jax.Array, grads, params, opt_state, batch_stats, new_batch_stats):
+                   allowed: jax.Array, grads, net: NetState, new_batch_stats
+                   ) -> tuple[NetState, jax.Array, jax.Array]:
   """One optimiser update, applied only if `allowed` and every gradient is finite.
 
-  Otherwise params, optimiser state and batch statistics keep their old values.
-  Returns (params, opt_state, batch_stats), applied and skipped-as-non-finite
-  (float 0/1 each).
+  Otherwise the network keeps its params, optimiser state and batch statistics.
+  Returns the network, and whether the update was applied and whether it was
+  skipped for non-finite gradients (float 0/1 each).
   """
   finite = all_finite(grads)
+  opt_state = net.opt_state
   if schedule is not None:  # the learning rate follows the training iteration
-    opt_state_now = optim.set_learning_rate(opt_state, schedule(step))
-  else:
-    opt_state_now = opt_state
-  updates, new_opt_state = optimizer.update(grads, opt_state_now, params)
-  new_params = optax.apply_updates(params, updates)
+    opt_state = optim.set_learning_rate(opt_state, schedule(step))
+  updates, opt_state = optimizer.update(grads, opt_state, net.params)
+  updated = NetState(optax.apply_updates(net.params, updates), opt_state, new_batch_stats)
   applied = allowed & finite
-  kept = keep_if(applied, (new_params, new_opt_state, new_batch_stats),
-                 (params, opt_state, batch_stats))
-  return kept, applied.astype(jnp.float32), (allowed & ~finite).astype(jnp.float32)
+  return (keep_if(applied, updated, net), applied.astype(jnp.float32),
+          (allowed & ~finite).astype(jnp.float32))
 
 
 def train_step(gan: GAN, state: GANState, batch: jax.Array, key: jax.Array
@@ -186,10 +193,12 @@ def train_step(gan: GAN, state: GANState, batch: jax.Array, key: jax.Array
   G, D = gan.generator, gan.discriminator
   noise_std = instance_noise_std(gan, state.step)
 
-  def latents(index):
-    # Latents 0 serve the first D and G updates; later updates draw their own.
-    return global_latents(jax.random.fold_in(step_key, index) if index else step_key,
-                          real.shape[0], gan.latent_dim)
+  def fresh_latents(index):
+    # The first D and G updates share the latents drawn from step_key; each later
+    # update (index >= 1) draws its own. Folding in 0..num_devices-1 gives the
+    # devices' keys, so these fold in num_devices + index.
+    index_key = jax.random.fold_in(step_key, lax.axis_size(BATCH_AXIS) + index)
+    return global_latents(index_key, real.shape[0], gan.latent_dim)
 
   def generate(g_params, g_batch_stats, z):
     fake, updates = G.apply({"params": g_params, "batch_stats": g_batch_stats}, z,
@@ -228,7 +237,6 @@ def train_step(gan: GAN, state: GANState, batch: jax.Array, key: jax.Array
           state.step % gan.r1_every == 0, r1, lambda: jnp.zeros((), jnp.float32))
     return penalty
 
-  # --- discriminator updates ---
   def d_loss_fn(d_params, d_batch_stats, fake, key):
     real_view, fake_view, real_drop, fake_drop, label_key, penalty_key = jax.random.split(key, 6)
     real_in, fake_in = d_view(real, real_view), d_view(fake, fake_view)
@@ -244,79 +252,90 @@ def train_step(gan: GAN, state: GANState, batch: jax.Array, key: jax.Array
   # One G forward serves the first D and the first G update: the D step reads
   # `fake`, the G step pulls D's gradient back through `g_pullback`.
   fake, g_pullback, g_batch_stats = jax.vjp(
-      lambda g_params: generate(g_params, state.g_batch_stats, latents(0)), state.g_params,
-      has_aux=True)
+      lambda g_params: generate(g_params, state.g_batch_stats,
+                                global_latents(step_key, real.shape[0], gan.latent_dim)),
+      state.g_params, has_aux=True)
 
-  d_params, d_batch_stats, d_opt_state = state.d_params, state.d_batch_stats, state.d_opt_state
-  d_updates = d_skipped = jnp.zeros((), jnp.float32)
-  for i in range(gan.d_steps):
-    # Later D updates see fresh fakes from the same G (their G statistics are not kept).
-    d_fake = fake if i == 0 else generate(state.g_params, g_batch_stats, latents(i))[0]
-    (_, (new_d_stats, loss, penalty, real_logits, fake_logits)), grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(d_params, d_batch_stats, lax.stop_gradient(d_fake),
-                                 jax.random.fold_in(d_key, i))
-    grads = lax.pmean(grads, BATCH_AXIS)
-    if i == 0:
-      # Balancing compares both losses on this batch, before either network moves.
-      d_loss, g_loss_before = lax.pmean((loss, gan.loss.g_loss(fake_logits)), BATCH_AXIS)
-      train_d, train_g = balance_updates(d_loss, g_loss_before, gan.balance_margin)
-      metrics = {
-          "d_loss": d_loss,
-          "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-          "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-          # Norm of the device-averaged gradients of the first D update.
-          "d_grad_norm": optax.global_norm(grads),
-      }
-      if gan.gp_weight or gan.r1_gamma:
-        metrics["d_penalty"] = penalty
-    (d_params, d_opt_state, d_batch_stats), applied, skipped = guarded_update(
-        gan.d_optimizer, gan.d_lr_schedule, state.step, train_d, grads,
-        d_params, d_opt_state, d_batch_stats, new_d_stats)
-    d_updates, d_skipped = d_updates + applied, d_skipped + skipped
+  # --- discriminator updates ---
+  def d_gradients(d: NetState, fake, key):
+    (_, aux), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+        d.params, d.batch_stats, lax.stop_gradient(fake), key)
+    return lax.pmean(grads, BATCH_AXIS), aux
+
+  d = NetState(state.d_params, state.d_opt_state, state.d_batch_stats)
+  grads, (new_d_stats, d_loss, penalty, real_logits, fake_logits) = d_gradients(d, fake, d_key)
+  # Balancing compares both losses on this batch, before either network moves.
+  d_loss, g_loss_before = lax.pmean((d_loss, gan.loss.g_loss(fake_logits)), BATCH_AXIS)
+  train_d, train_g = balance_updates(d_loss, g_loss_before, gan.balance_margin)
+  metrics = {
+      "d_loss": d_loss,
+      "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+      "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+      # Norm of the device-averaged gradients of the first D update.
+      "d_grad_norm": optax.tree.norm(grads),
+  }
+  if gan.gp_weight or gan.r1_gamma:
+    metrics["d_penalty"] = penalty
+  d, d_updates, d_skipped = guarded_update(gan.d_optimizer, gan.d_lr_schedule, state.step,
+                                           train_d, grads, d, new_d_stats)
+
+  def later_d_update(i, carry):
+    # Fresh fakes from the same G (the statistics of this G forward are not kept).
+    d, updates, skipped = carry
+    fake_i, _ = generate(state.g_params, g_batch_stats, fresh_latents(i))
+    grads, (new_d_stats, *_) = d_gradients(d, fake_i, jax.random.fold_in(d_key, i))
+    d, applied, skip = guarded_update(gan.d_optimizer, gan.d_lr_schedule, state.step,
+                                      train_d, grads, d, new_d_stats)
+    return d, updates + applied, skipped + skip
+
+  if gan.d_steps > 1:  # a loop, not unrolled: compile time does not grow with d_steps
+    d, d_updates, d_skipped = lax.fori_loop(1, gan.d_steps, later_d_update,
+                                            (d, d_updates, d_skipped))
 
   # --- generator updates, against the updated discriminator ---
   def g_loss_fn(fake_images, d_batch_stats, key):
     view_key, dropout_key = jax.random.split(key)
-    logits, d_stats = discriminate(d_params, d_batch_stats, d_view(fake_images, view_key),
+    logits, d_stats = discriminate(d.params, d_batch_stats, d_view(fake_images, view_key),
                                    dropout_key)
     return gan.loss.g_loss(logits), d_stats
 
-  def g_loss_from_params(g_params, g_batch_stats, z, d_batch_stats, key):
-    fake, g_stats = generate(g_params, g_batch_stats, z)
-    loss, d_stats = g_loss_fn(fake, d_batch_stats, key)
-    return loss, (g_stats, d_stats)
+  g = NetState(state.g_params, state.g_opt_state, state.g_batch_stats)
+  (g_loss, new_d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+      fake, d.batch_stats, g_key)
+  (grads,) = g_pullback(fake_grads)
+  grads = lax.pmean(grads, BATCH_AXIS)
+  metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(grads))
+  g, g_updates, g_skipped = guarded_update(gan.g_optimizer, gan.g_lr_schedule, state.step,
+                                           train_g, grads, g, g_batch_stats)
+  # D's running statistics move with the G step's forwards only while D trains.
+  d_batch_stats = keep_if(train_d, new_d_stats, d.batch_stats)
 
-  g_params, g_opt_state, g_stats = state.g_params, state.g_opt_state, state.g_batch_stats
-  g_updates = g_skipped = jnp.zeros((), jnp.float32)
-  for j in range(gan.g_steps):
-    j_key = jax.random.fold_in(g_key, j)
-    if j == 0:
-      (loss, new_d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-          fake, d_batch_stats, j_key)
-      (grads,) = g_pullback(fake_grads)
-      new_g_stats = g_batch_stats
-    else:
-      (loss, (new_g_stats, new_d_stats)), grads = jax.value_and_grad(
-          g_loss_from_params, has_aux=True)(g_params, g_stats, latents(gan.d_steps + j),
-                                            d_batch_stats, j_key)
-    grads = lax.pmean(grads, BATCH_AXIS)
-    if j == 0:
-      metrics.update(g_loss=loss, g_grad_norm=optax.global_norm(grads))
-    (g_params, g_opt_state, g_stats), applied, skipped = guarded_update(
-        gan.g_optimizer, gan.g_lr_schedule, state.step, train_g, grads,
-        g_params, g_opt_state, g_stats, new_g_stats)
-    g_updates, g_skipped = g_updates + applied, g_skipped + skipped
-    # D's running statistics move with the G step's forward only while D trains.
-    d_batch_stats = keep_if(train_d, new_d_stats, d_batch_stats)
+  def later_g_update(j, carry):
+    # A fresh G forward from the updated G.
+    g, d_batch_stats, updates, skipped = carry
+
+    def loss_fn(g_params):
+      fake_j, g_stats = generate(g_params, g.batch_stats, fresh_latents(gan.d_steps + j))
+      loss, d_stats = g_loss_fn(fake_j, d_batch_stats, jax.random.fold_in(g_key, j))
+      return loss, (g_stats, d_stats)
+
+    (_, (new_g_stats, new_d_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
+    g, applied, skip = guarded_update(gan.g_optimizer, gan.g_lr_schedule, state.step, train_g,
+                                      lax.pmean(grads, BATCH_AXIS), g, new_g_stats)
+    return g, keep_if(train_d, new_d_stats, d_batch_stats), updates + applied, skipped + skip
+
+  if gan.g_steps > 1:
+    g, d_batch_stats, g_updates, g_skipped = lax.fori_loop(
+        1, gan.g_steps, later_g_update, (g, d_batch_stats, g_updates, g_skipped))
 
   ema_g_params = state.ema_g_params
   if gan.ema_decay:
-    ema_g_params = ema_update(ema_g_params, g_params, ema_decay_at(gan, state.step))
+    ema_g_params = ema_update(ema_g_params, g.params, ema_decay_at(gan, state.step))
 
   new_state = state.replace(
       step=state.step + 1,
-      g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state,
-      d_params=d_params, d_batch_stats=d_batch_stats, d_opt_state=d_opt_state,
+      g_params=g.params, g_batch_stats=g.batch_stats, g_opt_state=g.opt_state,
+      d_params=d.params, d_batch_stats=d_batch_stats, d_opt_state=d.opt_state,
       ema_g_params=ema_g_params)
   # Updates applied, and updates skipped for non-finite gradients, this iteration.
   metrics.update(d_updates=d_updates, g_updates=g_updates, d_skipped=d_skipped,

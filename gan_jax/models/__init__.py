@@ -20,5 +20,6 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discrimi
                         batch_norm=model.g_batch_norm, dtype=dtype)
   discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
                                 batch_norm=model.d_batch_norm, final_size=model.d_final_size,
-                                dropout=model.d_dropout, dtype=dtype)
+                                dropout=model.d_dropout,
+                                spectral_norm=model.d_spectral_norm, dtype=dtype)
   return generator, discriminator

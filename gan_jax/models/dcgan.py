@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax.models import fast_conv
+
 # The DCGAN paper's initialisation: every weight from N(0, 0.02).
 dcgan_init = nn.initializers.normal(stddev=0.02)
 
@@ -73,9 +75,9 @@ class Generator(nn.Module):
       x = nn.relu(x)
       last = i == steps - 1
       channels = 3 if last else channels // 2
-      x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME",
-                           use_bias=last or not self.batch_norm, kernel_init=dcgan_init,
-                           dtype=self.dtype, name=f"up{i}")(x)
+      # nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME"), fast on CPU too.
+      x = fast_conv.ConvTranspose2x(channels, use_bias=last or not self.batch_norm,
+                                    kernel_init=dcgan_init, dtype=self.dtype, name=f"up{i}")(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -86,10 +88,17 @@ class Discriminator(nn.Module):
   batch_norm: bool = True   # on every conv but the first, as in the paper
   final_size: int = 0       # feature-map side before the dense logit; 0 = G's start size
   dropout: float = 0.0
+  spectral_norm: bool = False  # normalise every layer's weights by their top singular value
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    def apply(layer: nn.Module, x: jnp.ndarray) -> jnp.ndarray:
+      if not self.spectral_norm:
+        return layer(x)
+      # The power-iteration vector lives in 'batch_stats' and advances in training.
+      return nn.SpectralNorm(layer, name=f"{layer.name}_sn")(x, update_stats=train)
+
     final = self.final_size or start_size(self.resolution)
     if x.shape[1:] != (self.resolution, self.resolution, 3):
       raise ValueError(f"discriminator for {self.resolution} px got images of shape {x.shape[1:]}")
@@ -98,9 +107,10 @@ class Discriminator(nn.Module):
     while size > final:
       if size % 2:
         raise ValueError(f"model.d_final_size={final} is not reachable by halving {self.resolution}")
-      x = nn.Conv(channels, (4, 4), strides=(2, 2), padding="SAME",
-                  use_bias=i == 0 or not self.batch_norm, kernel_init=dcgan_init,
-                  dtype=self.dtype, name=f"down{i}")(x)
+      x = apply(nn.Conv(channels, (4, 4), strides=(2, 2), padding="SAME",
+                        use_bias=i == 0 or not self.batch_norm, kernel_init=dcgan_init,
+                        dtype=self.dtype, name=f"down{i}",
+                        conv_general_dilated=fast_conv.conv_general_dilated), x)
       if i > 0 and self.batch_norm:
         x = batch_norm(train, self.dtype, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)
@@ -108,5 +118,5 @@ class Discriminator(nn.Module):
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
       size, channels, i = size // 2, channels * 2, i + 1
     x = x.reshape(x.shape[0], -1)
-    logit = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit")(x)
+    logit = apply(nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit"), x)
     return logit[:, 0].astype(jnp.float32)
