@@ -1,6 +1,7 @@
 """Metric averaging, writers, the no-host-sync property, and a monitored training run."""
 
 import json
+import logging as std_logging
 import sys
 import types
 from typing import Any, NamedTuple
@@ -155,6 +156,8 @@ def test_learning_rates_come_from_inject_hyperparams_state(tmp_path):
 
 
 def test_non_finite_interval_stops_with_advice(tmp_path, caplog):
+  # Command-line tests run in this process may have quietened absl's logger.
+  caplog.set_level(std_logging.WARNING, logger="absl")
   config = tiny.get_config()
   config.log_every = 3  # logs at steps 1, 3, 6
   monitor = make_monitor(tmp_path, config)
