@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The full GPU comparison (docs/benchmarks.md): PyTorch reference vs gan_jax.bench on one
+# GPU, DCGAN-64 (configs/celeba64.py), batch 128 and 512. Writes JSON results and a summary
+# against the targets into the folder given as $1 (default benchmarks/results).
+#
+#   benchmarks/run_gpu.sh [OUT_DIR]
+#
+# Needs a Python (PYTHON, default python3) with jax[cuda], flax, optax, orbax-checkpoint,
+# numpy, pillow, tqdm and torch (CUDA build). TensorFlow, tfds and clu are not needed.
+# ml_collections is installed from wheels/*.whl when it is missing (no network needed):
+#   pip download --no-deps ml_collections -d wheels
+# Quick settings for a first look: STEPS=20 REPEATS=2 benchmarks/run_gpu.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out_dir="${1:-benchmarks/results}"
+python="${PYTHON:-python3}"
+steps="${STEPS:-50}"
+repeats="${REPEATS:-3}"
+mkdir -p "$out_dir"
+
+if ! "$python" -c "import ml_collections" 2>/dev/null; then
+  if compgen -G "wheels/*.whl" >/dev/null; then
+    site="$(mktemp -d)"
+    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" wheels/*.whl
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "error: ml_collections is not installed and wheels/ has no wheel;" \
+         "run 'pip download --no-deps ml_collections -d wheels' where pip works" >&2
+    exit 1
+  fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # gan_jax and configs/ without installing
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true
+  "$python" -c "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__)"
+  date -u +%Y-%m-%dT%H:%M:%SZ; } 2>&1 | tee "$out_dir/machine.txt"
+
+echo "== PyTorch reference (one D + one G update, data on the GPU)"
+"$python" benchmarks/torch_reference.py --device cuda --resolution 64 --batch 128,512 \
+    --mode fp32,tf32,bf16 --steps "$steps" --warmup 10 --repeats "$repeats" \
+    --json "$out_dir/torch_celeba64.json"
+
+echo "== gan_jax: the training step, model-only and with the device/numpy input paths"
+"$python" -m gan_jax.bench --config configs/celeba64.py --batch 128,512 \
+    --dtype float32,bfloat16 --steps "$steps" --warmup 10 --repeats "$repeats" \
+    --json "$out_dir/jax_celeba64.json"
+
+echo "== gan_jax: 10 iterations per call (lax.scan) at batch 128"
+"$python" -m gan_jax.bench --config configs/celeba64.py --batch 128 --dtype float32,bfloat16 \
+    --paths model,device --scan 10 --steps "$((steps * 2))" --warmup 2 --repeats "$repeats" \
+    --json "$out_dir/jax_celeba64_scan10.json"
+
+echo "== gan_jax: without XLA's deterministic GPU ops (train.deterministic=False)"
+"$python" -m gan_jax.bench --config configs/celeba64.py --config.train.deterministic=False \
+    --batch 128,512 --dtype bfloat16 --paths model --steps "$steps" --warmup 10 \
+    --repeats "$repeats" --json "$out_dir/jax_celeba64_nondeterministic.json"
+
+echo "== summary against the targets"
+"$python" - "$out_dir" <<'EOF' | tee "$out_dir/summary.txt"
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+torch_rows = json.loads((out / "torch_celeba64.json").read_text())["rows"]
+jax_rows = [row for name in ("jax_celeba64.json", "jax_celeba64_scan10.json",
+                             "jax_celeba64_nondeterministic.json")
+            for row in json.loads((out / name).read_text())["rows"]]
+
+def best(rows, **where):
+  rows = [r for r in rows if all(r[k] == v for k, v in where.items())]
+  return max(rows, key=lambda r: r["img_per_s"]) if rows else None
+
+def describe(r):
+  return ", ".join(f"{k}={r[k]}" for k in ("mode", "dtype", "path", "scan") if k in r)
+
+for batch in (128, 512):
+  t, j = best(torch_rows, batch=batch), best(jax_rows, batch=batch, path="model")
+  print(f"batch {batch}: best PyTorch {t['img_per_s']:.0f} img/s ({describe(t)}); best gan_jax "
+        f"{j['img_per_s']:.0f} img/s ({describe(j)}): {j['img_per_s'] / t['img_per_s']:.2f}x")
+t, j = best(torch_rows, batch=128), best(jax_rows, batch=128, path="model")
+print(f"target batch 128 >= 4x best PyTorch: {j['img_per_s'] / t['img_per_s']:.2f}x")
+bf16 = best(jax_rows, batch=512, dtype="bfloat16", path="model")
+mfu = bf16["mfu"]
+print(f"target batch 512 bf16 >= 35% MFU: {'n/a' if mfu is None else f'{mfu:.1%}'} "
+      f"({bf16['tflops_per_s']:.0f} TFLOP/s against {bf16['peak_basis']})")
+for r in jax_rows:
+  if r["path"] != "model" and r["fraction_of_model"] is not None:
+    print(f"target end-to-end >= 95% of model-only: batch {r['batch']} {r['dtype']} scan "
+          f"{r['scan']} {r['path']}: {r['fraction_of_model']:.0%}")
+EOF
+echo "results in $out_dir"

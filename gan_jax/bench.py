@@ -1,0 +1,406 @@
+"""Training throughput of the real GAN step, model-only and with the input pipeline.
+
+  python -m gan_jax.bench --config configs/celeba64.py --batch 128,512 \
+      --dtype float32,bfloat16 --json bench.json
+
+For every (batch, dtype) it builds the GAN from the config (train.batch_size and
+train.dtype overridden), compiles the step that training runs (`make_train_step`
+under `parallel.DataParallel`), warms it up and times it, waiting for the final
+state only. Rows per (batch, dtype), one per `--paths` entry:
+
+- model:  the same on-device uint8 batch every step (no input pipeline),
+- device: the data set on the device, each step gathering its own batch
+          (`input_pipeline.device_resident_step`, what data.pipeline=device runs),
+- numpy:  batches gathered on the host and put on the device two steps ahead
+          (`input_pipeline.host_batches`, what data.pipeline=numpy runs).
+
+FLOPs per image are XLA's count for the step lowered for the CPU (`model_flops`;
+the same on every device); MFU divides the achieved FLOP/s by the GPU's
+datasheet peak for the dtype (n/a on a CPU).
+Images are random uint8 unless --config.data.path names real ones. This module
+imports neither TensorFlow nor clu.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+
+config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
+                                lock_config=True)
+flags.DEFINE_list("batch", None, "Global batch sizes to time (default: the config's).")
+flags.DEFINE_list("dtype", None, "Computation dtypes to time, float32 and/or bfloat16 "
+                  "(default: the config's train.dtype).")
+flags.DEFINE_integer("steps", 50, "Timed training iterations per window.")
+flags.DEFINE_integer("warmup", 5, "Untimed iterations after compiling.")
+flags.DEFINE_integer("repeats", 3, "Timed windows per row; the fastest is reported.")
+flags.DEFINE_integer("scan", 1, "Training iterations per compiled call (lax.scan); > 1 hides "
+                     "per-call dispatch at small batches.")
+flags.DEFINE_integer("devices", 1, "Devices to run on (0: all); 1 compares with a one-GPU "
+                     "PyTorch run.")
+flags.DEFINE_list("paths", ["model", "device", "numpy"], "Rows per (batch, dtype): model, "
+                  "device, numpy.")
+flags.DEFINE_integer("num_images", 4096, "Random images in the data set of the device/numpy "
+                     "rows (raised to fit two global batches per call).")
+flags.DEFINE_string("json", "", "Write the results here.")
+flags.mark_flag_as_required("config")
+
+PATHS = ("model", "device", "numpy")
+
+# Dense (no sparsity) peak FLOP/s per GPU from NVIDIA's datasheets, first match
+# of device_kind wins: (name, bfloat16, tf32, float32).
+PEAK_FLOPS = (
+    ("H200", 989.4e12, 494.7e12, 66.9e12),
+    ("H100 PCIe", 756.0e12, 378.0e12, 51.2e12),
+    ("H100 NVL", 835.0e12, 417.5e12, 60.0e12),
+    ("H100", 989.4e12, 494.7e12, 66.9e12),  # SXM ("NVIDIA H100 80GB HBM3")
+    ("A100", 312.0e12, 156.0e12, 19.5e12),
+)
+
+
+def peak_flops(device, dtype: str) -> tuple[float | None, str]:
+  """(peak FLOP/s, which peak) of `device` for `dtype`; (None, reason) when unknown.
+
+  float32 convolutions and matmuls run as TF32 on Ampere and later GPUs at
+  JAX's default precision, so float32 rows are held against the TF32 peak,
+  unless jax_default_matmul_precision asks for full float32.
+  """
+  if device.platform != "gpu":
+    return None, f"n/a ({device.platform})"
+  for name, bf16, tf32, fp32 in PEAK_FLOPS:
+    if name in device.device_kind:
+      if dtype == "bfloat16":
+        return bf16, f"{name} bf16"
+      import jax  # pylint: disable=import-outside-toplevel
+      precision = str(jax.config.jax_default_matmul_precision or "default").lower()
+      if precision in ("highest", "float32", "tensorfloat32x3"):
+        return fp32, f"{name} fp32"
+      return tf32, f"{name} tf32"
+  return None, f"n/a (no peak known for {device.device_kind!r})"
+
+
+@dataclasses.dataclass
+class Row:
+  batch: int
+  dtype: str
+  path: str
+  scan: int
+  img_per_s: float
+  ms_per_step: float
+  flops_per_image: float | None
+  tflops_per_s: float | None
+  mfu: float | None
+  peak_basis: str
+  compiled_memory_bytes: int | None
+  peak_memory_bytes: int | None
+  fraction_of_model: float | None = None  # img/s over the model row's
+
+
+def scan_steps(step_fn: Callable, num_steps: int, stacked: bool = False) -> Callable:
+  """step_fn(state, data, key) run `num_steps` times in one call (lax.scan).
+
+  `stacked`: `data` holds `num_steps` batches one after another along its first
+  axis, one per iteration; otherwise every iteration gets the same `data` (one
+  reused batch, or the device-resident data set from which each step picks its
+  own). Returns the final state and the last iteration's metrics.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax import lax  # pylint: disable=import-outside-toplevel
+
+  if num_steps == 1:
+    return step_fn
+
+  def multi(state, data, key):
+    if stacked:
+      batches = data.reshape(num_steps, data.shape[0] // num_steps, *data.shape[1:])
+      state, metrics = lax.scan(lambda s, batch: step_fn(s, batch, key), state, batches)
+    else:
+      state, metrics = lax.scan(lambda s, _: step_fn(s, data, key), state, None,
+                                length=num_steps)
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+  return multi
+
+
+def cost_flops(stage) -> float | None:
+  """FLOPs of one call of a lowered or compiled step, per XLA's cost analysis."""
+  try:
+    cost = stage.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None  # not every backend implements it
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def model_flops(step_fn: Callable, state, batch_shape, batch_dtype) -> float | None:
+  """FLOPs of one training iteration on one device, counted by XLA on the step lowered
+  for the CPU, before optimisation.
+
+  There DCGAN's convolutions are matrix products (models/fast_conv.py), which XLA
+  counts exactly; a GPU's analysis of the compiled step leaves out the convolutions
+  that cuDNN runs (under 1% of them were left on an H100). Lowering needs no CPU
+  memory: the arguments are shapes only.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from gan_jax import parallel  # pylint: disable=import-outside-toplevel
+  try:
+    cpu = jax.devices("cpu")[:1]
+  except RuntimeError:  # JAX_PLATFORMS without cpu
+    return None
+  runner = parallel.DataParallel(step_fn, mesh=parallel.make_mesh(cpu))
+  on_cpu = jax.sharding.NamedSharding(runner.mesh, jax.sharding.PartitionSpec())
+
+  def shape_of(x):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_cpu)
+
+  args = (jax.tree.map(shape_of, state), jax.ShapeDtypeStruct(batch_shape, batch_dtype,
+                                                               sharding=on_cpu),
+          jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=on_cpu))
+  try:
+    return cost_flops(runner.step.lower(*args))
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def compiled_memory(compiled) -> int | None:
+  """Bytes the compiled program needs on one device: arguments, outputs, temporaries."""
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if stats is None:
+    return None
+  return int(stats.argument_size_in_bytes + stats.output_size_in_bytes
+             + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+
+
+def peak_memory(device) -> int | None:
+  """The process's peak bytes on `device` so far (None where the backend keeps no count)."""
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+def time_calls(call: Callable, state: Any, data: Callable[[], Any], key: Any, calls: int,
+               warmup: int, repeats: int) -> tuple[float, Any]:
+  """Seconds per call, the fastest of `repeats` windows; waits for the final state only."""
+  import jax  # pylint: disable=import-outside-toplevel
+  for _ in range(warmup):
+    state, _ = call(state, data(), key)
+  jax.block_until_ready(state)
+  best = math.inf
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(calls):
+      state, _ = call(state, data(), key)
+    jax.block_until_ready(state)
+    best = min(best, (time.perf_counter() - start) / calls)
+  return best, state
+
+
+def random_images(num: int, resolution: int, seed: int = 0):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  return np.random.default_rng(seed).integers(0, 256, (num, resolution, resolution, 3), np.uint8)
+
+
+def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: int,
+                 warmup: int, repeats: int, scan: int) -> Iterator[Row]:
+  """Rows for one (batch, dtype): compile, warm up and time each path."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from gan_jax import input_pipeline, parallel  # pylint: disable=import-outside-toplevel
+  from gan_jax.state import create_state  # pylint: disable=import-outside-toplevel
+  from gan_jax.train_step import GAN, make_train_step  # pylint: disable=import-outside-toplevel
+
+  config = config.copy_and_resolve_references()
+  config.train.batch_size, config.train.dtype = batch, dtype
+  gan = GAN.from_config(config)
+  mesh = parallel.make_mesh(devices)
+  parallel.check_batch_size(batch, len(devices))
+  step_fn = make_train_step(gan)
+  calls = max(1, math.ceil(steps / scan))
+  device = devices[0]
+  peak, peak_basis = peak_flops(device, dtype)
+
+  init = jax.jit(lambda key: create_state(gan, key))
+
+  def fresh_state(runner):
+    state = init(jax.random.key(config.seed))
+    key = runner.put_key(jax.random.wrap_key_data(jax.random.key_data(state.key).copy()))
+    return runner.put_state(state), key
+
+  model_runner = parallel.DataParallel(scan_steps(step_fn, scan), config.parallel, mesh=mesh)
+  batch_on_device = model_runner.put_batch(images[:batch])
+  state, key = fresh_state(model_runner)
+  model_call = model_runner.step.lower(state, batch_on_device, key).compile()
+  # One iteration's FLOPs, all devices together (each device runs batch / n).
+  per_device = batch // len(devices)
+  flops = model_flops(step_fn, model_runner.get_state(state), (per_device, *images.shape[1:]),
+                      images.dtype)
+  if flops is None and scan == 1:  # no CPU backend: the compiled step's own count
+    flops = cost_flops(model_call)
+  if flops is not None:
+    flops *= len(devices)
+  flops_per_image = flops / batch if flops else None
+
+  def row(path, seconds_per_call, compiled):
+    seconds = seconds_per_call / scan
+    achieved = flops_per_image * batch / seconds if flops_per_image else None
+    return Row(batch=batch, dtype=dtype, path=path, scan=scan, img_per_s=batch / seconds,
+               ms_per_step=1e3 * seconds, flops_per_image=flops_per_image,
+               tflops_per_s=achieved / 1e12 if achieved else None,
+               mfu=achieved / (peak * len(devices)) if achieved and peak else None,
+               peak_basis=peak_basis, compiled_memory_bytes=compiled_memory(compiled),
+               peak_memory_bytes=peak_memory(device))
+
+  model_row = None
+  for path in paths:
+    if path == "model":
+      seconds, state = time_calls(model_call, state, lambda: batch_on_device, key, calls, warmup,
+                                  repeats)
+      model_row = row(path, seconds, model_call)
+      yield model_row
+      continue
+    if path == "device":
+      resident = input_pipeline.device_resident_step(step_fn, len(images), config.seed, batch)
+      runner = parallel.DataParallel(scan_steps(resident, scan), config.parallel, mesh=mesh,
+                                     replicated_data=True)
+      data = runner.put_replicated(images)
+      state, key = fresh_state(runner)
+      call = runner.step.lower(state, data, key).compile()
+      next_data = lambda: data  # pylint: disable=cell-var-from-loop
+    else:  # numpy: host gathers `scan` batches per call, put two calls ahead
+      runner, call = model_runner, model_call  # one batch per call: the model row's program
+      if scan > 1:
+        runner = parallel.DataParallel(scan_steps(step_fn, scan, stacked=True), config.parallel,
+                                       mesh=mesh)
+      state, key = fresh_state(runner)
+      batches = input_pipeline.host_batches("numpy", images, runner.put_batch, batch * scan,
+                                            config.seed)
+      if scan > 1:
+        call = runner.step.lower(state, runner.put_batch(np.asarray(images[:batch * scan])),
+                                 key).compile()
+      next_data = lambda: next(batches)  # pylint: disable=cell-var-from-loop
+    seconds, state = time_calls(call, state, next_data, key, calls, warmup, repeats)
+    result = row(path, seconds, call)
+    if model_row is not None:
+      result.fraction_of_model = result.img_per_s / model_row.img_per_s
+    yield result
+  del state
+
+
+def format_row(row: Row) -> str:
+  def maybe(value, fmt, scale=1.0):
+    return format(value * scale, fmt) if value is not None else "n/a"
+  memory = row.peak_memory_bytes or row.compiled_memory_bytes
+  return (f"{row.batch:>6} {row.dtype:>9} {row.path:>7} {row.scan:>4} {row.img_per_s:>10.1f} "
+          f"{row.ms_per_step:>9.2f} {maybe(row.flops_per_image, '.3f', 1e-9):>9} "
+          f"{maybe(row.tflops_per_s, '.2f'):>8} {maybe(row.mfu, '.1%'):>6} "
+          f"{maybe(memory, '.0f', 2**-20):>8} {maybe(row.fraction_of_model, '.0%'):>8}")
+
+
+HEADER = (f"{'batch':>6} {'dtype':>9} {'path':>7} {'scan':>4} {'img/s':>10} {'ms/step':>9} "
+          f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'MFU':>6} {'mem MiB':>8} {'vs model':>8}")
+
+
+def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: int,
+        repeats: int, scan: int, num_images: int, json_path: str = "") -> dict:
+  """Time every (batch, dtype, path), print the table, and return (and write) the results."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from gan_jax import prepare  # pylint: disable=import-outside-toplevel
+
+  available = jax.devices()
+  if num_devices < 0 or num_devices > len(available):
+    raise ValueError(f"--devices={num_devices} but {len(available)} device(s) are available; "
+                     f"use 1 to {len(available)} (0 = all)")
+  devices = available[:num_devices or len(available)]
+  resolution = config.data.resolution
+  largest = max(batches) * scan
+  if config.data.path:
+    images = prepare.training_images(config.data.path, resolution, config.data.crop,
+                                     config.data.cache_dir, limit=config.data.limit or None)
+    source = str(config.data.path)
+  else:
+    images, source = random_images(max(num_images, 2 * largest), resolution), "random uint8"
+  if len(images) < largest:
+    raise ValueError(f"the data set has {len(images)} images, fewer than one call's "
+                     f"{largest} (batch x scan); lower --batch or --scan, or add images")
+  device = devices[0]
+  print(f"{device.platform}: {len(devices)} x {device.device_kind}; jax {jax.__version__}; "
+        f"{len(images)} images of {resolution} px ({source}); {steps} steps x {repeats} "
+        f"repeats, {warmup} warm-up, {scan} per call", flush=True)
+  print(HEADER, flush=True)
+  rows = []
+  for batch in batches:
+    for dtype in dtypes:
+      for row in bench_config(config, batch, dtype, paths, devices, images, steps, warmup,
+                              repeats, scan):
+        print(format_row(row), flush=True)
+        rows.append(row)
+  result = {
+      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+      "command": " ".join(["python -m gan_jax.bench", *sys.argv[1:]]),
+      "platform": device.platform,
+      "device_kind": device.device_kind,
+      "num_devices": len(devices),
+      "jax_version": jax.__version__,
+      "data": source,
+      "resolution": resolution,
+      "deterministic": bool(config.train.get("deterministic", False)),
+      "steps": steps, "warmup": warmup, "repeats": repeats, "scan": scan,
+      "rows": [dataclasses.asdict(row) for row in rows],
+  }
+  if json_path:
+    with open(json_path, "w") as f:
+      json.dump(result, f, indent=2)
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from gan_jax.config_checks import DTYPES  # pylint: disable=import-outside-toplevel
+  config = FLAGS.config
+  try:
+    batches = [int(b) for b in FLAGS.batch] if FLAGS.batch else [config.train.batch_size]
+  except ValueError:
+    sys.exit(f"error: --batch={','.join(FLAGS.batch)} must be comma-separated integers, e.g. 128,512")
+  dtypes = FLAGS.dtype or [config.train.dtype]
+  problems = ([f"--dtype {d!r} is not one of {', '.join(DTYPES)}" for d in dtypes if d not in DTYPES]
+              + [f"--paths {p!r} is not one of {', '.join(PATHS)}" for p in FLAGS.paths
+                 if p not in PATHS]
+              + [f"--batch {b} must be >= 1" for b in batches if b < 1]
+              + [f"--{name}={getattr(FLAGS, name)} must be >= 1"
+                 for name in ("steps", "repeats", "scan") if getattr(FLAGS, name) < 1]
+              + ([f"--warmup={FLAGS.warmup} must be >= 0"] if FLAGS.warmup < 0 else []))
+  if problems:
+    sys.exit("error: " + "; ".join(problems))
+  # As gan_jax.main does, before a JAX backend starts: training's XLA flags.
+  from gan_jax import train  # pylint: disable=import-outside-toplevel
+  train.use_deterministic_ops(config)
+  try:
+    paths = [path for path in PATHS if path in FLAGS.paths]  # model first: others compare to it
+    run(config, batches, dtypes, paths, FLAGS.devices, FLAGS.steps, FLAGS.warmup,
+        FLAGS.repeats, FLAGS.scan, FLAGS.num_images, FLAGS.json)
+  except ValueError as error:  # ConfigError and DataError included
+    sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,154 @@
+"""The benchmark command, its helpers, and the CPU form of DCGAN's stride-2 convolutions."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from gan_jax import bench
+from gan_jax.models import fast_conv
+
+
+def run_bench(*args, check=True):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-m", "gan_jax.bench", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+  if check:
+    assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def test_bench_cli_prints_table_and_writes_json(tmp_path):
+  out = tmp_path / "out.json"
+  result = run_bench("--config", "configs/tiny.py", "--batch", "16", "--dtype", "float32,bfloat16",
+                     "--steps", "3", "--warmup", "1", "--json", str(out))
+  assert bench.HEADER in result.stdout
+  data = json.loads(out.read_text())
+  assert data["platform"] == "cpu" and data["num_devices"] == 1
+  assert data["steps"] == 3 and data["scan"] == 1
+  rows = data["rows"]
+  assert [(r["dtype"], r["path"]) for r in rows] == [
+      (dtype, path) for dtype in ("float32", "bfloat16") for path in ("model", "device", "numpy")]
+  for row in rows:
+    assert row["batch"] == 16
+    assert row["img_per_s"] > 0 and row["ms_per_step"] > 0
+    assert row["flops_per_image"] > 0 and row["tflops_per_s"] > 0
+    assert row["mfu"] is None and row["peak_basis"].startswith("n/a")  # no peak for a CPU
+    assert row["compiled_memory_bytes"] > 0
+    assert (row["fraction_of_model"] is None) == (row["path"] == "model")
+  assert len(result.stdout.strip().splitlines()) == 2 + len(rows)  # context line, header, rows
+
+
+def test_bench_rejects_bad_options_with_one_line():
+  result = run_bench("--config", "configs/tiny.py", "--dtype", "float16", "--paths", "disk",
+                     check=False)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr
+  assert "--dtype 'float16' is not one of float32, bfloat16" in result.stderr
+  assert "--paths 'disk' is not one of model, device, numpy" in result.stderr
+
+
+def test_bench_imports_neither_tensorflow_nor_clu():
+  code = ("import sys\n"
+          "from gan_jax import bench, input_pipeline, parallel, prepare, train, train_step\n"
+          "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+          "('tensorflow', 'tensorflow_datasets', 'clu'))\n"
+          "assert not bad, bad\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_peak_flops_by_device_kind():
+  def gpu(kind):
+    return types.SimpleNamespace(platform="gpu", device_kind=kind)
+  assert bench.peak_flops(gpu("NVIDIA H100 80GB HBM3"), "bfloat16") == (989.4e12, "H100 bf16")
+  assert bench.peak_flops(gpu("NVIDIA H100 PCIe"), "float32") == (378.0e12, "H100 PCIe tf32")
+  assert bench.peak_flops(gpu("NVIDIA H200"), "bfloat16")[0] == 989.4e12
+  assert bench.peak_flops(gpu("NVIDIA A100-SXM4-80GB"), "bfloat16")[0] == 312.0e12
+  assert bench.peak_flops(gpu("Some Future GPU"), "bfloat16")[0] is None
+  assert bench.peak_flops(types.SimpleNamespace(platform="cpu", device_kind="cpu"),
+                          "float32") == (None, "n/a (cpu)")
+
+
+def test_scan_steps_equals_repeated_calls():
+  """K iterations in one lax.scan call end in the same state as K calls of the step."""
+  def step(state, batch, key):
+    state = state * 0.5 + jnp.sum(batch) + jax.random.uniform(key)
+    return state, {"value": state}
+
+  state, batch, key = jnp.float32(1.0), jnp.arange(4.0), jax.random.key(0)
+  expected = state
+  for _ in range(3):
+    expected, _ = step(expected, batch, key)
+  scanned, metrics = jax.jit(bench.scan_steps(step, 3))(state, batch, key)
+  np.testing.assert_allclose(scanned, expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics["value"], expected, rtol=1e-6)
+
+  stacked = jnp.arange(12.0)  # three batches of four, one per iteration
+  expected = state
+  for i in range(3):
+    expected, _ = step(expected, stacked[4 * i:4 * (i + 1)], key)
+  scanned, _ = jax.jit(bench.scan_steps(step, 3, stacked=True))(state, stacked, key)
+  np.testing.assert_allclose(scanned, expected, rtol=1e-6)
+  assert bench.scan_steps(step, 1) is step
+
+
+def _grads(module, params, x):
+  return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), (0, 1))(params, x)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 5), (3, 2, 2, 4), (2, 6, 6, 3)])
+def test_conv_transpose_2x_matches_flax(shape):
+  init = nn.initializers.normal(0.5)
+  x = jax.random.normal(jax.random.key(0), shape)
+  reference = nn.ConvTranspose(7, (4, 4), strides=(2, 2), padding="SAME", kernel_init=init,
+                               bias_init=init)
+  fast = fast_conv.ConvTranspose2x(7, kernel_init=init, bias_init=init)
+  params = reference.init(jax.random.key(1), x)
+  # Same parameter names, shapes and initial values: checkpoints and seeds carry over.
+  assert jax.tree.all(jax.tree.map(np.array_equal, params, fast.init(jax.random.key(1), x)))
+  np.testing.assert_allclose(fast.apply(params, x), reference.apply(params, x),
+                             rtol=1e-5, atol=1e-5)
+  for got, want in zip(jax.tree.leaves(_grads(fast, params, x)),
+                       jax.tree.leaves(_grads(reference, params, x))):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("strides,shape", [((2, 2), (2, 8, 8, 5)), ((2, 2), (3, 2, 2, 4)),
+                                           ((1, 1), (2, 6, 6, 3)), ((2, 2), (2, 5, 5, 3))])
+def test_conv_general_dilated_matches_lax(strides, shape):
+  init = nn.initializers.normal(0.5)
+  x = jax.random.normal(jax.random.key(0), shape)
+  kwargs = dict(features=6, kernel_size=(4, 4), strides=strides, padding="SAME",
+                kernel_init=init, bias_init=init)
+  reference = nn.Conv(**kwargs)
+  fast = nn.Conv(**kwargs, conv_general_dilated=fast_conv.conv_general_dilated)
+  params = reference.init(jax.random.key(1), x)
+  np.testing.assert_allclose(fast.apply(params, x), reference.apply(params, x),
+                             rtol=1e-5, atol=1e-5)
+  for got, want in zip(jax.tree.leaves(_grads(fast, params, x)),
+                       jax.tree.leaves(_grads(reference, params, x))):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_gradients_have_no_dilated_convolutions():
+  """XLA:CPU runs dilated convolutions through a slow loop; the CPU form has none."""
+  x = jnp.ones((2, 8, 8, 4))
+  up = fast_conv.ConvTranspose2x(6)
+  down = nn.Conv(6, (4, 4), strides=(2, 2), padding="SAME",
+                 conv_general_dilated=fast_conv.conv_general_dilated)
+  for module in (up, down):
+    params = module.init(jax.random.key(0), x)
+    grad = jax.jit(lambda p, x, m=module: jax.grad(lambda p, x: jnp.sum(m.apply(p, x) ** 2),
+                                                   (0, 1))(p, x))
+    hlo = grad.lower(params, x).compile().as_text()
+    assert "lhs_dilate" not in hlo and "rhs_dilate" not in hlo
