@@ -76,7 +76,7 @@ class StopOnSignal:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
-  """Train the GAN that `config` describes, writing samples (and later checkpoints) to workdir."""
+  """Train the GAN that `config` describes; samples, logs, plots and checkpoints go to workdir."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
 
