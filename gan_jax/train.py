@@ -40,11 +40,6 @@ def use_deterministic_ops(config: ml_collections.ConfigDict) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
 
 
-def restore_sharding(runner: parallel.DataParallel) -> jax.sharding.Sharding:
-  """Where a restored state goes: replicated on every device of every process (both modes)."""
-  return runner.state_sharding
-
-
 class StopOnSignal:
   """SIGTERM/SIGINT (preemption, Ctrl-C) -> a flag the loop reads once per step.
 
@@ -106,7 +101,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   else:
     # Straight onto this run's devices, however many the saving run had; refuses
     # a changed config and falls back past a damaged latest checkpoint.
-    abstract = checkpoint.abstract_state(gan, config, restore_sharding(runner))
+    abstract = checkpoint.abstract_state(gan, config, runner.state_sharding)
     state, data_position = checkpoint.restore(manager, abstract, config=config, move_damaged=True)
     start_step = input_pipeline.start_step_from(data_position, config.seed)
     logging.info("resumed from step %d of %s", start_step, manager.directory)
