@@ -18,19 +18,7 @@ steps="${STEPS:-50}"
 repeats="${REPEATS:-3}"
 mkdir -p "$out_dir"
 
-if ! "$python" -c "import ml_collections" 2>/dev/null; then
-  if compgen -G "wheels/*.whl" >/dev/null; then
-    site="$(mktemp -d)"
-    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" wheels/*.whl
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-  else
-    echo "error: ml_collections is not installed and wheels/ has no wheel;" \
-         "run 'pip download --no-deps ml_collections -d wheels' where pip works" >&2
-    exit 1
-  fi
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # gan_jax and configs/ without installing
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
+source benchmarks/ensure_ml_collections.sh
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true
   "$python" -c "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__)"

@@ -1,4 +1,5 @@
-"""A folder of a few hundred face photos on a CPU (seed 004): 32 px, batch norm in G only."""
+"""A folder of a few hundred face photos on a CPU (seed 004): 32 px, batch norm in G only,
+and "train the weaker net": when the losses differ by 1 or more only the one behind is updated."""
 
 from configs import default
 
@@ -13,6 +14,7 @@ def get_config():
   config.model.d_batch_norm = False
   config.train.batch_size = 32
   config.train.num_steps = 3_000
+  config.train.balance_margin = 1.0
   config.log_every = 20
   config.sample_every = 200
   return config

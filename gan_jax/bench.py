@@ -12,13 +12,15 @@ state only. Rows per (batch, dtype), one per `--paths` entry:
 - device: the data set on the device, each step gathering its own batch
           (`input_pipeline.device_resident_step`, what data.pipeline=device runs),
 - numpy:  batches gathered on the host and put on the device two steps ahead
-          (`input_pipeline.host_batches`, what data.pipeline=numpy runs).
+          (`input_pipeline.host_batches`, what data.pipeline=numpy runs),
+- tfdata: the same through tf.data (data.pipeline=tfdata; only when asked for,
+          as it needs TensorFlow).
 
 FLOPs per image are XLA's count for the step lowered for the CPU (`model_flops`;
 the same on every device); MFU divides the achieved FLOP/s by the GPU's
 datasheet peak for the dtype (n/a on a CPU).
 Images are random uint8 unless --config.data.path names real ones. This module
-imports neither TensorFlow nor clu.
+imports neither TensorFlow nor clu (the tfdata row imports TensorFlow).
 """
 
 from __future__ import annotations
@@ -49,13 +51,16 @@ flags.DEFINE_integer("scan", 1, "Training iterations per compiled call (lax.scan
 flags.DEFINE_integer("devices", 1, "Devices to run on (0: all); 1 compares with a one-GPU "
                      "PyTorch run.")
 flags.DEFINE_list("paths", ["model", "device", "numpy"], "Rows per (batch, dtype): model, "
-                  "device, numpy.")
+                  "device, numpy, tfdata (needs TensorFlow).")
 flags.DEFINE_integer("num_images", 4096, "Random images in the data set of the device/numpy "
                      "rows (raised to fit two global batches per call).")
 flags.DEFINE_string("json", "", "Write the results here.")
+flags.DEFINE_string("profile", "", "Also record a jax.profiler trace of --steps model-path "
+                    "iterations per (batch, dtype) under this folder (view with xprof or "
+                    "TensorBoard's profile plugin).")
 flags.mark_flag_as_required("config")
 
-PATHS = ("model", "device", "numpy")
+PATHS = ("model", "device", "numpy", "tfdata")
 
 # Dense (no sparsity) peak FLOP/s per GPU from NVIDIA's datasheets, first match
 # of device_kind wins: (name, bfloat16, tf32, float32).
@@ -218,7 +223,7 @@ def random_images(num: int, resolution: int, seed: int = 0):
 
 
 def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: int,
-                 warmup: int, repeats: int, scan: int) -> Iterator[Row]:
+                 warmup: int, repeats: int, scan: int, profile_dir: str = "") -> Iterator[Row]:
   """Rows for one (batch, dtype): compile, warm up and time each path."""
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -274,6 +279,11 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
       seconds, state = time_calls(model_call, state, lambda: batch_on_device, key, calls, warmup,
                                   repeats)
       model_row = row(path, seconds, model_call)
+      if profile_dir:  # after timing, so the trace costs the figures nothing
+        with jax.profiler.trace(f"{profile_dir}/b{batch}_{dtype}_scan{scan}"):
+          for _ in range(calls):
+            state, _ = model_call(state, batch_on_device, key)
+          jax.block_until_ready(state)
       yield model_row
       continue
     if path == "device":
@@ -284,13 +294,13 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
       state, key = fresh_state(runner)
       call = runner.step.lower(state, data, key).compile()
       next_data = lambda: data  # pylint: disable=cell-var-from-loop
-    else:  # numpy: host gathers `scan` batches per call, put two calls ahead
+    else:  # numpy / tfdata: the host gathers `scan` batches per call, put two calls ahead
       runner, call = model_runner, model_call  # one batch per call: the model row's program
       if scan > 1:
         runner = parallel.DataParallel(scan_steps(step_fn, scan, stacked=True), config.parallel,
                                        mesh=mesh)
       state, key = fresh_state(runner)
-      batches = input_pipeline.host_batches("numpy", images, runner.put_batch, batch * scan,
+      batches = input_pipeline.host_batches(path, images, runner.put_batch, batch * scan,
                                             config.seed)
       if scan > 1:
         call = runner.step.lower(state, runner.put_batch(np.asarray(images[:batch * scan])),
@@ -319,7 +329,8 @@ HEADER = (f"{'batch':>6} {'dtype':>9} {'path':>7} {'scan':>4} {'img/s':>10} {'ms
 
 
 def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: int,
-        repeats: int, scan: int, num_images: int, json_path: str = "") -> dict:
+        repeats: int, scan: int, num_images: int, json_path: str = "",
+        profile_dir: str = "") -> dict:
   """Time every (batch, dtype, path), print the table, and return (and write) the results."""
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -350,7 +361,7 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
   for batch in batches:
     for dtype in dtypes:
       for row in bench_config(config, batch, dtype, paths, devices, images, steps, warmup,
-                              repeats, scan):
+                              repeats, scan, profile_dir):
         print(format_row(row), flush=True)
         rows.append(row)
   result = {
@@ -397,7 +408,7 @@ def main(argv):
   try:
     paths = [path for path in PATHS if path in FLAGS.paths]  # model first: others compare to it
     run(config, batches, dtypes, paths, FLAGS.devices, FLAGS.steps, FLAGS.warmup,
-        FLAGS.repeats, FLAGS.scan, FLAGS.num_images, FLAGS.json)
+        FLAGS.repeats, FLAGS.scan, FLAGS.num_images, FLAGS.json, FLAGS.profile)
   except ValueError as error:  # ConfigError and DataError included
     sys.exit(f"error: {error}")
 

@@ -48,7 +48,16 @@ def run_fid(args) -> None:
     print(f"{path}: {len(stat.features)} images")
   metrics = feature_metrics(stats[0], stats[1], args.kid_subsets, args.kid_subset_size,
                             args.precision_recall)
+  if args.one_nn:
+    # Equally many per set, or the 1-NN test is biased.
+    count = min(len(stats[0].features), len(stats[1].features))
+    metrics["one_nn_accuracy"] = embedding.one_nn_accuracy(stats[0].features[:count],
+                                                           stats[1].features[:count])
+    metrics["one_nn_per_set"] = count
   print_metrics(metrics)
+  if args.one_nn:
+    print(f"1-NN accuracy ({count} + {count}): {metrics['one_nn_accuracy']:.4f} "
+          "(0.5 = indistinguishable)")
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
 
@@ -179,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
   fid_parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID subset size")
   fid_parser.add_argument("--precision_recall", action="store_true",
                           help="also compute improved precision/recall (k=3)")
+  fid_parser.add_argument("--one_nn", action="store_true",
+                          help="also the 1-NN leave-one-out accuracy of the Inception features")
   fid_parser.add_argument("--no_cache", action="store_true",
                           help="do not read or write cached features under "
                                f"{weights.cache_dir() / 'fid_stats'}")

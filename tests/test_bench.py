@@ -29,8 +29,12 @@ def run_bench(*args, check=True):
 def test_bench_cli_prints_table_and_writes_json(tmp_path):
   out = tmp_path / "out.json"
   result = run_bench("--config", "configs/tiny.py", "--batch", "16", "--dtype", "float32,bfloat16",
-                     "--steps", "3", "--warmup", "1", "--json", str(out))
+                     "--steps", "3", "--warmup", "1", "--json", str(out),
+                     "--profile", str(tmp_path / "trace"))
   assert bench.HEADER in result.stdout
+  # One profiler trace per (batch, dtype), of the model path.
+  for dtype in ("float32", "bfloat16"):
+    assert list((tmp_path / "trace" / f"b16_{dtype}_scan1").rglob("*.xplane.pb")), dtype
   data = json.loads(out.read_text())
   assert data["platform"] == "cpu" and data["num_devices"] == 1
   assert data["steps"] == 3 and data["scan"] == 1
@@ -47,13 +51,23 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path):
   assert len(result.stdout.strip().splitlines()) == 2 + len(rows)  # context line, header, rows
 
 
+def test_bench_tfdata_row_compares_with_the_model_row(tmp_path):
+  pytest.importorskip("tensorflow", reason="the tfdata path needs TensorFlow")
+  out = tmp_path / "out.json"
+  run_bench("--config", "configs/tiny.py", "--batch", "16", "--paths", "tfdata,model",
+            "--steps", "3", "--warmup", "1", "--json", str(out))
+  rows = json.loads(out.read_text())["rows"]
+  assert [r["path"] for r in rows] == ["model", "tfdata"]  # model first, whatever the order
+  assert rows[1]["img_per_s"] > 0 and rows[1]["fraction_of_model"] > 0
+
+
 def test_bench_rejects_bad_options_with_one_line():
   result = run_bench("--config", "configs/tiny.py", "--dtype", "float16", "--paths", "disk",
                      check=False)
   assert result.returncode != 0
   assert "Traceback" not in result.stderr
   assert "--dtype 'float16' is not one of float32, bfloat16" in result.stderr
-  assert "--paths 'disk' is not one of model, device, numpy" in result.stderr
+  assert "--paths 'disk' is not one of model, device, numpy, tfdata" in result.stderr
 
 
 def test_bench_imports_neither_tensorflow_nor_clu():

@@ -109,7 +109,7 @@ def test_fid_of_faces_far_below_noise(faces_dir, extractor, tmp_path, monkeypatc
     json_path = tmp_path / f"{name}.json"
     assert evaluate.main(["fid", str(tmp_path / "faces_a.npy"), str(tmp_path / f"{name}.npy"),
                           f"--batch_size={BATCH}", f"--kid_subset_size={BATCH}",
-                          "--kid_subsets=10", f"--json={json_path}"]) == 0
+                          "--kid_subsets=10", "--one_nn", f"--json={json_path}"]) == 0
     metrics[name] = json.loads(json_path.read_text())
   assert "FID:" in capsys.readouterr().out
   # faces_a's features were computed once, then read from the cache.
@@ -117,6 +117,10 @@ def test_fid_of_faces_far_below_noise(faces_dir, extractor, tmp_path, monkeypatc
   assert len(list((tmp_path / "cache" / "fid_stats").glob("*.npz"))) == 3
   assert metrics["faces_b"]["fid"] < 0.5 * metrics["noise"]["fid"]
   assert metrics["faces_b"]["kid"] < 0.5 * metrics["noise"]["kid"]
+  # Noise is separable from faces in Inception space; two halves of one face set are not.
+  assert metrics["noise"]["one_nn_accuracy"] == 1.0
+  assert metrics["faces_b"]["one_nn_accuracy"] < 0.9
+  assert metrics["noise"]["one_nn_per_set"] == BATCH
 
 
 def test_missing_weights_message(tmp_path, monkeypatch):

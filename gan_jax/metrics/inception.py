@@ -6,11 +6,20 @@ out as the reference TorchScript archive so its weights load by name (see
 to 299x299 and scaling to [-1, 0.9921875]. Images are NHWC throughout.
 
   features = extract_features(uint8_images)  # (N, 2048) float32 numpy
+
+Its speed on this machine's default device (docs/benchmarks.md):
+
+  python -m gan_jax.metrics.inception --images 4000 --batch 250 --size 299 [--random_weights]
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import functools
+import json
+import sys
+import time
 from typing import Sequence
 
 import flax.linen as nn
@@ -245,3 +254,66 @@ def default_extractor() -> InceptionFeatures:
 def extract_features(images: np.ndarray, batch_size: int = 50) -> np.ndarray:
   """Pool3 features (N, 2048) float32 of uint8 (N, H, W, 3) images."""
   return default_extractor()(images, batch_size=batch_size)
+
+
+def measure_speed(num_images: int, batch_size: int, size: int, repeats: int = 2,
+                  random_weights: bool = False, seed: int = 0) -> dict:
+  """Images/s of `extract_features` on random uint8 images of `size` px, best of `repeats`.
+
+  Each window runs the whole extraction, host-to-device copies of the uint8
+  batches and the features' copy back included (as FID computation does), after
+  one warm-up batch that compiles. Random weights time the same as real ones.
+  """
+  if num_images < batch_size or batch_size < 1 or repeats < 1:
+    raise ValueError(f"need --images ({num_images}) >= --batch ({batch_size}) >= 1 and "
+                     f"--repeats ({repeats}) >= 1")
+  variables = None
+  if random_weights:
+    variables = InceptionV3().init(jax.random.key(seed),
+                                   jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
+  extractor = InceptionFeatures(variables)
+  images = np.random.RandomState(seed).randint(0, 256, (num_images, size, size, 3), np.uint8)
+  extractor(images[:batch_size], batch_size)
+  windows = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    extractor(images, batch_size)  # returns numpy: the device work is finished
+    windows.append(time.perf_counter() - start)
+  device = jax.devices()[0]
+  return {"images_per_s": num_images / min(windows), "seconds": windows,
+          "num_images": num_images, "batch_size": batch_size, "size": size,
+          "random_weights": random_weights, "precision": str(PRECISION),
+          "device": f"{device.platform}: {device.device_kind}", "jax_version": jax.__version__,
+          "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m gan_jax.metrics.inception",
+      description="Time FID feature extraction (Inception pool3) on the default JAX device.")
+  parser.add_argument("--images", type=int, default=4000, help="images per timed window")
+  parser.add_argument("--batch", type=int, default=250, help="images per network call")
+  parser.add_argument("--size", type=int, default=INPUT_SIZE,
+                      help="input side in px (not 299: the resize is timed too)")
+  parser.add_argument("--repeats", type=int, default=2, help="timed windows; the best is kept")
+  parser.add_argument("--random_weights", action="store_true",
+                      help="random weights instead of the fetched FID weights (same speed)")
+  parser.add_argument("--json", default="", help="also write the result here")
+  args = parser.parse_args(argv)
+  try:
+    result = measure_speed(args.images, args.batch, args.size, args.repeats,
+                           args.random_weights)
+  except (ValueError, weights.WeightsError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"{result['device']}, jax {result['jax_version']}: {result['images_per_s']:.0f} images/s "
+        f"({result['num_images']} images of {args.size} px, batch {args.batch}; windows "
+        f"{', '.join(f'{s:.2f}' for s in result['seconds'])} s)")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(result, f, indent=2)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

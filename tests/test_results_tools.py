@@ -1,0 +1,112 @@
+"""The tools behind docs/results.md: the row runner, the PyTorch baseline trainer and the
+FID feature-extraction speed command."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from gan_jax import config_checks
+from gan_jax.metrics import inception
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import results  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def load_config(path):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location("row_config", REPO_ROOT / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("row", [r for r in results.ROWS if r.config != "torch"],
+                         ids=lambda r: r.name)
+def test_every_row_is_a_valid_run_of_its_config(row, tmp_path):
+  args = type("Args", (), dict(out=tmp_path, faces="/faces", images=512_000, num_samples=5000,
+                               eval_batch=250))
+  train, evaluate, generate = results.commands(row, args)
+  config = load_config(row.config)
+  # The row's resolution and batch are its config's: equal images seen per resolution.
+  assert (config.data.resolution, config.train.batch_size) == (row.resolution, row.batch)
+  assert f"--config.train.num_steps={512_000 // row.batch}" in train
+  for override in row.overrides:  # every override names an existing option, with its type
+    key, value = override.split("=")
+    node = config
+    *parents, leaf = key.split(".")
+    for name in parents:
+      node = node[name]
+    assert leaf in node, override
+    node[leaf] = type(node[leaf])(value == "True" if isinstance(node[leaf], bool) else value)
+  config.data.path = "/faces"
+  config_checks.validate_config(config)
+  assert evaluate[3:5] == ["run", "--workdir"] and "--one_nn" in evaluate
+  assert generate[2] == "gan_jax.generate"
+
+
+def test_collapse_warnings_are_the_steps_each_detector_turned_on(tmp_path):
+  records = [{"step": 50, "collapse/d_overpowering": 0.0},
+             {"step": 100, "collapse/d_overpowering": 1.0},
+             {"step": 150, "collapse/d_overpowering": 1.0, "collapse/mode_collapse": 0.0},
+             {"step": 200, "collapse/d_overpowering": 0.0},
+             {"step": 250, "collapse/d_overpowering": 1.0, "collapse/mode_collapse": 1.0},
+             {"step": 300, "d_loss": 1.0}]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  assert results.collapse_warnings(tmp_path) == {"d_overpowering": [100, 250],
+                                                 "mode_collapse": [250]}
+  assert results.collapse_warnings(tmp_path / "missing") == {"d_overpowering": [],
+                                                             "mode_collapse": []}
+
+
+def test_results_rejects_unknown_rows_and_missing_faces(tmp_path, capsys):
+  with pytest.raises(SystemExit):
+    results.main(["--faces", str(tmp_path), "--out", str(tmp_path / "o"), "--only", "celeba65"])
+  assert "unknown rows ['celeba65']" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    results.main(["--faces", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+  assert "is not a folder of face photos" in capsys.readouterr().err
+
+
+def test_torch_baseline_trains_and_writes_samples(tmp_path):
+  torch = pytest.importorskip("torch", reason="PyTorch is not a gan_jax dependency")
+  import torch_train  # pylint: disable=import-outside-toplevel
+  faces = np.random.RandomState(0).randint(0, 256, (70, 32, 32, 3), np.uint8)
+  np.save(tmp_path / "faces.npy", faces)
+  samples = []
+  for name in ("a", "b"):
+    assert torch_train.main(["--data", str(tmp_path / "faces.npy"), "--images", "160",
+                             "--batch", "32", "--device", "cpu", "--num_samples", "20",
+                             "--log_every", "2", "--out", str(tmp_path / name)]) == 0
+    samples.append(np.load(tmp_path / name / "samples.npy"))
+  assert samples[0].shape == (20, 32, 32, 3) and samples[0].dtype == np.uint8
+  np.testing.assert_array_equal(samples[0], samples[1])  # seeded: the same run twice
+  train = json.loads((tmp_path / "a" / "train.json").read_text())
+  # 160 images at batch 32 = 5 steps, over epochs of 70 // 32 = 2 batches.
+  assert train["images_seen"] == 160 and train["steps"] == 5 and train["num_faces"] == 70
+  assert [loss["step"] for loss in train["losses"]] == [2, 4, 5]
+  assert (tmp_path / "a" / "grid.png").exists()
+  del torch
+
+
+def test_torch_baseline_rejects_a_wrong_array(tmp_path):
+  pytest.importorskip("torch", reason="PyTorch is not a gan_jax dependency")
+  import torch_train  # pylint: disable=import-outside-toplevel
+  np.save(tmp_path / "bad.npy", np.zeros((4, 32, 32), np.float32))
+  with pytest.raises(SystemExit, match="expected uint8 \\(N, H, W, 3\\) faces"):
+    torch_train.main(["--data", str(tmp_path / "bad.npy"), "--images", "8", "--out",
+                      str(tmp_path / "o"), "--device", "cpu"])
+
+
+def test_inception_speed_command(tmp_path, capsys):
+  out = tmp_path / "speed.json"
+  assert inception.main(["--images", "2", "--batch", "2", "--size", "16", "--repeats", "1",
+                         "--random_weights", "--json", str(out)]) == 0
+  assert "images/s (2 images of 16 px, batch 2" in capsys.readouterr().out
+  result = json.loads(out.read_text())
+  assert result["images_per_s"] > 0 and len(result["seconds"]) == 1
+  assert result["device"].startswith("cpu") and result["random_weights"]
+  assert inception.main(["--images", "1", "--batch", "2"]) == 2
+  assert "need --images (1) >= --batch (2)" in capsys.readouterr().err
