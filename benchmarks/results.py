@@ -127,7 +127,11 @@ def metrics_of(row: Row, workdir: pathlib.Path) -> dict:
     return {"fid": metrics["fid"], "kid_mean": metrics["kid"], "kid_std": metrics["kid_std"],
             "one_nn_accuracy": metrics["one_nn_accuracy"], "images_seen": train["images_seen"],
             "train_img_per_s": train["img_per_s"]}
-  [path] = sorted((workdir / "eval").glob("metrics_step_*.json"))[-1:]
+  # The final checkpoint's Inception metrics: the highest step (as a number, not as text).
+  steps = {int(p.stem.removeprefix("metrics_step_")): p
+           for p in (workdir / "eval").glob("metrics_step_*.json")
+           if p.stem.removeprefix("metrics_step_").isdigit()}
+  path = steps[max(steps)]
   metrics = json.loads(path.read_text())
   return {name: metrics[name] for name in ("step", "fid", "kid_mean", "kid_std",
                                            "one_nn_accuracy", "num_samples", "num_real", "ema")}

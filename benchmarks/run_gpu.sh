@@ -44,21 +44,27 @@ echo "== gan_jax: without XLA's deterministic GPU ops (train.deterministic=False
     --batch 128,512 --dtype bfloat16 --paths model --steps "$steps" --warmup 10 \
     --repeats "$repeats" --json "$out_dir/jax_celeba64_nondeterministic.json"
 
+echo "== gan_jax: convolutions as im2col matrix products on the GPU too (model.conv_impl=im2col)"
+"$python" -m gan_jax.bench --config configs/celeba64.py --config.model.conv_impl=im2col \
+    --batch 128,512 --dtype float32,bfloat16 --paths model --steps "$steps" --warmup 10 \
+    --repeats "$repeats" --json "$out_dir/jax_celeba64_im2col.json"
+
 echo "== summary against the targets"
 "$python" - "$out_dir" <<'EOF' | tee "$out_dir/summary.txt"
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 torch_rows = json.loads((out / "torch_celeba64.json").read_text())["rows"]
-jax_rows = [row for name in ("jax_celeba64.json", "jax_celeba64_scan10.json",
-                             "jax_celeba64_nondeterministic.json")
-            for row in json.loads((out / name).read_text())["rows"]]
+jax_rows = []  # each row labelled with the run (file) it comes from
+for name in ("jax_celeba64", "jax_celeba64_scan10", "jax_celeba64_nondeterministic",
+             "jax_celeba64_im2col"):
+  jax_rows += [{**row, "run": name} for row in json.loads((out / f"{name}.json").read_text())["rows"]]
 
 def best(rows, **where):
   rows = [r for r in rows if all(r[k] == v for k, v in where.items())]
   return max(rows, key=lambda r: r["img_per_s"]) if rows else None
 
 def describe(r):
-  return ", ".join(f"{k}={r[k]}" for k in ("mode", "dtype", "path", "scan") if k in r)
+  return ", ".join(f"{k}={r[k]}" for k in ("run", "mode", "dtype", "path", "scan") if k in r)
 
 for batch in (128, 512):
   t, j = best(torch_rows, batch=batch), best(jax_rows, batch=batch, path="model")

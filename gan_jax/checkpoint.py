@@ -44,7 +44,7 @@ DAMAGED_DIR = "damaged_checkpoints"
 # cadence) may change as well, and so may every option in a group named with a
 # trailing "." here.
 RESUMABLE_CHANGES = frozenset({
-    "train.num_steps", "train.deterministic", "checkpoint_keep", "parallel",
+    "train.num_steps", "train.deterministic", "checkpoint_keep", "parallel", "model.conv_impl",
     "num_sample_images", "data.path", "data.pipeline", "data.device_budget_mb",
     "data.cache_dir", "monitor.", "eval.",
 })

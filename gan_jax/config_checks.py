@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from gan_jax import augment, losses, optim
+from gan_jax.models import fast_conv
 
 DTYPES = ("float32", "bfloat16")
 
@@ -57,6 +58,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"{train.instance_noise_steps} must be >= 0")
   _require(optimizer.warmup_steps >= 0, f"optim.warmup_steps={optimizer.warmup_steps} must be >= 0")
   _require(0.0 <= model.d_dropout < 1.0, f"model.d_dropout={model.d_dropout} must be in [0, 1)")
+  _require(model.get("conv_impl", "auto") in fast_conv.IMPLS,
+           f"model.conv_impl={model.get('conv_impl')!r} is not one of {', '.join(fast_conv.IMPLS)}")
 
   # Combinations.
   if not losses.get_loss(loss.name).label_targets:

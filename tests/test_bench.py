@@ -166,3 +166,43 @@ def test_cpu_gradients_have_no_dilated_convolutions():
                                                    (0, 1))(p, x))
     hlo = grad.lower(params, x).compile().as_text()
     assert "lhs_dilate" not in hlo and "rhs_dilate" not in hlo
+
+
+def _gan_gradient(conv_impl):
+  """jit(grad) of a tiny D(G(z)) built with `model.conv_impl`, and its arguments."""
+  from gan_jax.models import build_models  # pylint: disable=import-outside-toplevel
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  config = tiny.get_config()
+  config.model.conv_impl = conv_impl
+  generator, discriminator = build_models(config)
+  z = jnp.ones((2, config.model.latent_dim))
+  g_vars = generator.init(jax.random.key(0), z, train=False)
+  d_vars = discriminator.init(jax.random.key(1), generator.apply(g_vars, z, train=False),
+                              train=False)
+
+  def loss(g_params, d_params):
+    images = generator.apply({**g_vars, "params": g_params}, z, train=False)
+    return jnp.sum(discriminator.apply({**d_vars, "params": d_params}, images, train=False))
+
+  return jax.jit(jax.grad(loss, (0, 1))), (g_vars["params"], d_vars["params"])
+
+
+def test_conv_impl_decides_the_gpu_program():
+  """Lowered for CUDA (no GPU needed): `auto` leaves G's transposed convolutions and the
+  gradients to cuDNN (dilated convolutions); `im2col` has no convolution at all. On the
+  CPU both are the same matrix products, so the same values."""
+  values = {}
+  for impl in ("auto", "im2col"):
+    grad, args = _gan_gradient(impl)
+    cuda = jax.export.export(grad, platforms=["cuda"])(*args).mlir_module()
+    assert ("stablehlo.convolution" in cuda) == (impl == "auto"), impl
+    assert ("lhs_dilate" in cuda) == (impl == "auto"), impl
+    values[impl] = jax.tree.leaves(grad(*args))
+  for auto, im2col in zip(values["auto"], values["im2col"]):
+    np.testing.assert_array_equal(auto, im2col)
+
+
+def test_unknown_conv_impl_is_refused():
+  with pytest.raises(ValueError, match="conv impl 'cudnn' is not one of auto, im2col"):
+    fast_conv.conv_transpose_stride2(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 2)),
+                                     impl="cudnn")

@@ -61,6 +61,17 @@ def test_collapse_warnings_are_the_steps_each_detector_turned_on(tmp_path):
                                                              "mode_collapse": []}
 
 
+def test_row_metrics_come_from_the_last_step(tmp_path):
+  row = results.Row("x", "configs/celeba64.py", 64, 128)
+  (tmp_path / "eval").mkdir()
+  for step, fid in ((4000, 50.0), (16000, 40.0)):
+    metrics = {"step": step, "fid": fid, "kid_mean": 0.1, "kid_std": 0.01,
+               "one_nn_accuracy": 0.9, "num_samples": 10, "num_real": 20, "ema": False}
+    (tmp_path / "eval" / f"metrics_step_{step}.json").write_text(json.dumps(metrics))
+  (tmp_path / "eval" / "metrics_step_99999_pixels.json").write_text("{}")  # not Inception
+  assert results.metrics_of(row, tmp_path)["fid"] == 40.0
+
+
 def test_results_rejects_unknown_rows_and_missing_faces(tmp_path, capsys):
   with pytest.raises(SystemExit):
     results.main(["--faces", str(tmp_path), "--out", str(tmp_path / "o"), "--only", "celeba65"])

@@ -295,6 +295,7 @@ def test_instance_noise_anneals_linearly_to_zero():
     ({"train.ema_decay": 1.0}, "train.ema_decay"),
     ({"loss.flip_prob": 0.7}, "loss.flip_prob"),
     ({"train.d_steps": 0}, "train.d_steps"),
+    ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn' is not one of auto, im2col"),
 ])
 def test_incompatible_or_invalid_config_fails_with_the_fix(overrides, message):
   with pytest.raises(config_checks.ConfigError, match=message):

@@ -269,8 +269,11 @@ def measure_speed(num_images: int, batch_size: int, size: int, repeats: int = 2,
                      f"--repeats ({repeats}) >= 1")
   variables = None
   if random_weights:
-    variables = InceptionV3().init(jax.random.key(seed),
-                                   jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
+    # The weights' shapes without running init; positive values keep batch-norm variances valid.
+    shapes = jax.eval_shape(InceptionV3().init, jax.random.key(seed),
+                            jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
+    rng = np.random.default_rng(seed)
+    variables = jax.tree.map(lambda s: rng.uniform(0.0, 0.05, s.shape).astype(s.dtype), shapes)
   extractor = InceptionFeatures(variables)
   images = np.random.RandomState(seed).randint(0, 256, (num_images, size, size, 3), np.uint8)
   extractor(images[:batch_size], batch_size)

@@ -16,10 +16,12 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discrimi
   if model.name != "dcgan":
     raise ValueError(f"unknown model.name {model.name!r}; available: dcgan")
   dtype = jnp.dtype(config.train.dtype)
+  conv_impl = model.get("conv_impl", "auto")
   generator = Generator(resolution=resolution, width=model.g_width or model.width,
-                        batch_norm=model.g_batch_norm, dtype=dtype)
+                        batch_norm=model.g_batch_norm, dtype=dtype, conv_impl=conv_impl)
   discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
                                 batch_norm=model.d_batch_norm, final_size=model.d_final_size,
                                 dropout=model.d_dropout,
-                                spectral_norm=model.d_spectral_norm, dtype=dtype)
+                                spectral_norm=model.d_spectral_norm, dtype=dtype,
+                                conv_impl=conv_impl)
   return generator, discriminator

@@ -8,6 +8,7 @@ one dense logit. Width halves (G) or doubles (D) at every step, as in the paper.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -60,6 +61,7 @@ class Generator(nn.Module):
   width: int = 64          # channels of the last hidden layer; doubles towards z
   batch_norm: bool = True
   dtype: Any = jnp.float32  # computation dtype; params stay float32
+  conv_impl: str = "auto"   # fast_conv.IMPLS
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -77,7 +79,8 @@ class Generator(nn.Module):
       channels = 3 if last else channels // 2
       # nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME"), fast on CPU too.
       x = fast_conv.ConvTranspose2x(channels, use_bias=last or not self.batch_norm,
-                                    kernel_init=dcgan_init, dtype=self.dtype, name=f"up{i}")(x)
+                                    kernel_init=dcgan_init, dtype=self.dtype,
+                                    impl=self.conv_impl, name=f"up{i}")(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -90,6 +93,7 @@ class Discriminator(nn.Module):
   dropout: float = 0.0
   spectral_norm: bool = False  # normalise every layer's weights by their top singular value
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"   # fast_conv.IMPLS
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -110,7 +114,8 @@ class Discriminator(nn.Module):
       x = apply(nn.Conv(channels, (4, 4), strides=(2, 2), padding="SAME",
                         use_bias=i == 0 or not self.batch_norm, kernel_init=dcgan_init,
                         dtype=self.dtype, name=f"down{i}",
-                        conv_general_dilated=fast_conv.conv_general_dilated), x)
+                        conv_general_dilated=functools.partial(
+                            fast_conv.conv_general_dilated, impl=self.conv_impl)), x)
       if i > 0 and self.batch_norm:
         x = batch_norm(train, self.dtype, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)

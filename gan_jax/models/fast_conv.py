@@ -7,7 +7,9 @@ loops: a DCGAN-32 step took ~10x as long as with the matrix products below
 lax calls with slices, concatenations and matrix products only (im2col), so
 their gradients are matrix products too. On GPU/TPU they lower to the plain lax
 calls, which cuDNN/XLA run natively; `lax.platform_dependent` picks the branch
-when the step is compiled.
+when the step is compiled. `impl="im2col"` (config `model.conv_impl`) takes the
+matrix-product form on every platform: an H100 profile showed cuDNN computing
+the kernel gradient of G's last layer on 2 thread blocks (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+IMPLS = ("auto", "im2col")  # auto: im2col on CPU, the lax convolution elsewhere
 _NHWC_SPEC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
 
@@ -57,11 +60,19 @@ def _im2col_conv_transpose(x: jax.Array, kernel: jax.Array, precision) -> jax.Ar
   return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])  # (n, h, a, w, b, c)
 
 
+def _choose(impl: str, operands, im2col: Callable, plain: Callable):
+  if impl == "im2col":
+    return im2col(*operands)
+  if impl != "auto":
+    raise ValueError(f"conv impl {impl!r} is not one of {', '.join(IMPLS)}")
+  return lax.platform_dependent(*operands, cpu=im2col, default=plain)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                         precision=None, preferred_element_type=None):
+                         precision=None, preferred_element_type=None, impl: str = "auto"):
   """lax.conv_general_dilated, with stride-2 4x4 SAME NHWC convolutions rewritten on CPU
-  (pass as `nn.Conv(..., conv_general_dilated=...)`)."""
+  (or everywhere with impl="im2col"); pass as `nn.Conv(..., conv_general_dilated=...)`."""
   def plain(lhs, rhs):
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                     dimension_numbers, feature_group_count, batch_group_count,
@@ -74,17 +85,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
           and feature_group_count == 1 and batch_group_count == 1
           and preferred_element_type is None):
     return plain(lhs, rhs)
-  return lax.platform_dependent(lhs, rhs, cpu=lambda x, k: _im2col_conv(x, k, precision),
-                                default=plain)
+  return _choose(impl, (lhs, rhs), lambda x, k: _im2col_conv(x, k, precision), plain)
 
 
-def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, precision=None) -> jax.Array:
+def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, precision=None,
+                           impl: str = "auto") -> jax.Array:
   """lax.conv_transpose(x, kernel, (2, 2), 'SAME') in NHWC/HWIO for a 4x4 kernel, fast on CPU."""
   def plain(x, kernel):
     return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=NHWC,
                               precision=precision)
-  return lax.platform_dependent(x, kernel, cpu=lambda x, k: _im2col_conv_transpose(x, k, precision),
-                                default=plain)
+  return _choose(impl, (x, kernel), lambda x, k: _im2col_conv_transpose(x, k, precision), plain)
 
 
 class ConvTranspose2x(nn.Module):
@@ -96,6 +106,7 @@ class ConvTranspose2x(nn.Module):
   bias_init: Callable = nn.initializers.zeros_init()
   dtype: Any = None  # computation dtype (None: the input's); params stay float32
   precision: Any = None
+  impl: str = "auto"  # see IMPLS
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -103,6 +114,6 @@ class ConvTranspose2x(nn.Module):
                         jnp.float32)
     bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv_transpose_stride2(x, kernel, self.precision)
+    y = conv_transpose_stride2(x, kernel, self.precision, self.impl)
     return y + bias if bias is not None else y
 
