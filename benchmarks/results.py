@@ -75,9 +75,11 @@ def commands(row: Row, args) -> list[list[str]]:
   steps = args.images // row.batch
   if row.config == "torch":
     prepared = str(args.out / f"prepared{row.resolution}")
-    return [
+    # Preparing is deterministic: a later run reuses the array an earlier one wrote.
+    prepare = [] if (args.out / f"prepared{row.resolution}" / "metadata.json").exists() else [
         [python, "-m", "gan_jax.prepare", "--source", f"folder:{args.faces}",
-         "--resolution", str(row.resolution), "--crop", "celeba", "--out", prepared],
+         "--resolution", str(row.resolution), "--crop", "celeba", "--out", prepared]]
+    return prepare + [
         [python, "benchmarks/torch_train.py", "--data", f"{prepared}/images.npy",
          "--images", str(args.images), "--batch", str(row.batch), "--mode", "tf32",
          "--out", workdir, "--num_samples", str(args.num_samples)],
@@ -146,9 +148,6 @@ def run_row(row: Row, args, report) -> dict:
   started = time.time()
   with open(workdir / "log.txt", "w") as log:
     for command in commands(row, args):
-      if row.config == "torch" and "gan_jax.prepare" in command and (
-          pathlib.Path(command[command.index("--out") + 1]) / "metadata.json").exists():
-        continue  # prepared already (it is deterministic)
       result["commands"].append(shown(command))
       print(f"[{row.name}] {shown(command)}", flush=True)
       log.write(f"$ {shown(command)}\n")

@@ -41,6 +41,13 @@ def print_metrics(metrics: dict[str, float]) -> None:
     print(f"precision: {metrics['precision']:.4f}  recall: {metrics['recall']:.4f}")
 
 
+def one_nn_equal_sets(real, fake) -> tuple[float, int]:
+  """(1-NN leave-one-out accuracy, count) on the first `count` = min(N_real, N_fake) of each:
+  the test is only unbiased with equally many samples per set."""
+  count = min(len(real), len(fake))
+  return embedding.one_nn_accuracy(real[:count], fake[:count]), count
+
+
 def run_fid(args) -> None:
   stats = [fid.dataset_statistics(path, args.resolution, args.limit, args.batch_size,
                                   use_cache=not args.no_cache) for path in (args.real, args.fake)]
@@ -49,10 +56,7 @@ def run_fid(args) -> None:
   metrics = feature_metrics(stats[0], stats[1], args.kid_subsets, args.kid_subset_size,
                             args.precision_recall)
   if args.one_nn:
-    # Equally many per set, or the 1-NN test is biased.
-    count = min(len(stats[0].features), len(stats[1].features))
-    metrics["one_nn_accuracy"] = embedding.one_nn_accuracy(stats[0].features[:count],
-                                                           stats[1].features[:count])
+    metrics["one_nn_accuracy"], count = one_nn_equal_sets(stats[0].features, stats[1].features)
     metrics["one_nn_per_set"] = count
   print_metrics(metrics)
   if args.one_nn:
@@ -74,10 +78,8 @@ def run_embed(args) -> None:
     if real.shape[1] != fake.shape[1]:
       raise prepare.DataError(f"pixel embeddings need images of one size, got {real.shape[1]} and "
                               f"{fake.shape[1]} values per image; give --resolution")
-  # The 1-NN test is only unbiased with equally many samples per set.
-  count = min(len(real), len(fake))
-  real, fake = real[:count], fake[:count]
-  accuracy = embedding.one_nn_accuracy(real, fake)
+  accuracy, count = one_nn_equal_sets(real, fake)
+  real, fake = real[:count], fake[:count]  # the plots show the sets the test compared
   print(f"1-NN accuracy ({args.features}, {count} + {count}): {accuracy:.4f} "
         "(0.5 = indistinguishable, 1.0 = separable)")
   plots = embedding.write_embedding_plots(real, fake, args.out, seed=args.seed,
@@ -128,10 +130,7 @@ def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
             "fid": metrics.pop("fid"), "kid_mean": metrics.pop("kid"),
             "kid_std": metrics.pop("kid_std"), **metrics}
   if one_nn:
-    # Equally many per set, or the 1-NN test is biased.
-    count = min(len(real.features), num_samples)
-    result["one_nn_accuracy"] = embedding.one_nn_accuracy(real.features[:count],
-                                                          fake_features[:count])
+    result["one_nn_accuracy"], _ = one_nn_equal_sets(real.features, fake_features)
   result.update(seed=seed, ema=bool(config.train.get("ema_decay", 0.0)),
                 resolution=config.data.resolution, data=str(data or config.data.path),
                 date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
@@ -175,6 +174,17 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--batch_size", type=int, default=50, help="Inception batch size")
 
 
+def _add_metric_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options `fid` and `run` share: KID, precision/recall and the 1-NN test."""
+  parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets")
+  parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID subset size")
+  parser.add_argument("--precision_recall", action="store_true",
+                      help="also compute improved precision/recall (k=3)")
+  parser.add_argument("--one_nn", action="store_true",
+                      help="also the 1-NN leave-one-out accuracy of the features "
+                           "(on equally many real and generated images)")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m gan_jax.evaluate", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,12 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
   fid_parser = commands.add_parser("fid", help="FID and KID between two image sets",
                                    formatter_class=defaults)
   _add_data_arguments(fid_parser)
-  fid_parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets")
-  fid_parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID subset size")
-  fid_parser.add_argument("--precision_recall", action="store_true",
-                          help="also compute improved precision/recall (k=3)")
-  fid_parser.add_argument("--one_nn", action="store_true",
-                          help="also the 1-NN leave-one-out accuracy of the Inception features")
+  _add_metric_arguments(fid_parser)
   fid_parser.add_argument("--no_cache", action="store_true",
                           help="do not read or write cached features under "
                                f"{weights.cache_dir() / 'fid_stats'}")
@@ -226,12 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "not comparable to published numbers)")
   run_parser.add_argument("--seed", type=int, default=periodic_eval.SAMPLE_SEED,
                           help="latent seed: the images of `generate --seed S`")
-  run_parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets")
-  run_parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID subset size")
-  run_parser.add_argument("--precision_recall", action="store_true",
-                          help="also compute improved precision/recall (k=3)")
-  run_parser.add_argument("--one_nn", action="store_true",
-                          help="also compute the 1-NN two-sample accuracy on the same features")
+  _add_metric_arguments(run_parser)
   run_parser.add_argument("--no_cache", action="store_true",
                           help="do not read or write cached real-image Inception features")
   return parser
