@@ -30,12 +30,6 @@ from gan_jax.metrics import weights
 STATS_VERSION = "inception-2015-12-05-pool3-v1"
 
 
-def fid_from_images(images_a: np.ndarray, images_b: np.ndarray, batch_size: int = 50) -> float:
-  """FID between two uint8 (N, H, W, 3) image sets."""
-  return frechet.frechet_distance_of(inception.extract_features(images_a, batch_size),
-                                     inception.extract_features(images_b, batch_size))
-
-
 def kid(features_a: np.ndarray, features_b: np.ndarray, num_subsets: int = 100,
         max_subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
   """Kernel Inception Distance (Bińkowski et al. 2018): mean and std over subsets.
