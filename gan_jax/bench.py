@@ -16,6 +16,8 @@ state only. Rows per (batch, dtype), one per `--paths` entry:
 - tfdata: the same through tf.data (data.pipeline=tfdata; only when asked for,
           as it needs TensorFlow).
 
+A dtype `float32/bfloat16` sets train.dtype=float32 and train.conv_dtype=bfloat16
+(the convolutions' operands in bfloat16, summed in float32; the fast CPU mode).
 FLOPs per image are XLA's count for the step lowered for the CPU (`model_flops`;
 the same on every device); MFU divides the achieved FLOP/s by the GPU's
 datasheet peak for the dtype (n/a on a CPU).
@@ -41,8 +43,9 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
                                 lock_config=True)
 flags.DEFINE_list("batch", None, "Global batch sizes to time (default: the config's).")
-flags.DEFINE_list("dtype", None, "Computation dtypes to time, float32 and/or bfloat16 "
-                  "(default: the config's train.dtype).")
+flags.DEFINE_list("dtype", None, "Computation dtypes to time, float32 and/or bfloat16, each "
+                  "optionally /CONV_DTYPE for the convolutions' operands (train.conv_dtype), e.g. "
+                  "float32/bfloat16 (default: the config's train.dtype).")
 flags.DEFINE_integer("steps", 50, "Timed training iterations per window.")
 flags.DEFINE_integer("warmup", 5, "Untimed iterations after compiling.")
 flags.DEFINE_integer("repeats", 3, "Timed windows per row; the fastest is reported.")
@@ -233,14 +236,18 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   from gan_jax.train_step import GAN, make_train_step  # pylint: disable=import-outside-toplevel
 
   config = config.copy_and_resolve_references()
-  config.train.batch_size, config.train.dtype = batch, dtype
+  config.train.batch_size = batch
+  config.train.dtype, _, conv_dtype = dtype.partition("/")
+  if conv_dtype:
+    config.train.conv_dtype = conv_dtype
+  dtype = dtype_label(config.train)
   gan = GAN.from_config(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(batch, len(devices))
   step_fn = make_train_step(gan)
   calls = max(1, math.ceil(steps / scan))
   device = devices[0]
-  peak, peak_basis = peak_flops(device, dtype)
+  peak, peak_basis = peak_flops(device, config.train.get("conv_dtype") or config.train.dtype)
 
   init = jax.jit(lambda key: create_state(gan, key))
 
@@ -280,7 +287,8 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
                                   repeats)
       model_row = row(path, seconds, model_call)
       if profile_dir:  # after timing, so the trace costs the figures nothing
-        with jax.profiler.trace(f"{profile_dir}/b{batch}_{dtype}_scan{scan}"):
+        trace_name = f"b{batch}_{dtype.replace('/', '_conv_')}_scan{scan}"
+        with jax.profiler.trace(f"{profile_dir}/{trace_name}"):
           for _ in range(calls):
             state, _ = model_call(state, batch_on_device, key)
           jax.block_until_ready(state)
@@ -314,17 +322,23 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   del state
 
 
+def dtype_label(train) -> str:
+  """train.dtype, with /train.conv_dtype when the convolutions' operands differ."""
+  conv_dtype = train.get("conv_dtype", "")
+  return f"{train.dtype}/{conv_dtype}" if conv_dtype and conv_dtype != train.dtype else train.dtype
+
+
 def format_row(row: Row) -> str:
   def maybe(value, fmt, scale=1.0):
     return format(value * scale, fmt) if value is not None else "n/a"
   memory = row.peak_memory_bytes or row.compiled_memory_bytes
-  return (f"{row.batch:>6} {row.dtype:>9} {row.path:>7} {row.scan:>4} {row.img_per_s:>10.1f} "
+  return (f"{row.batch:>6} {row.dtype:>16} {row.path:>7} {row.scan:>4} {row.img_per_s:>10.1f} "
           f"{row.ms_per_step:>9.2f} {maybe(row.flops_per_image, '.3f', 1e-9):>9} "
           f"{maybe(row.tflops_per_s, '.2f'):>8} {maybe(row.mfu, '.1%'):>6} "
           f"{maybe(memory, '.0f', 2**-20):>8} {maybe(row.fraction_of_model, '.0%'):>8}")
 
 
-HEADER = (f"{'batch':>6} {'dtype':>9} {'path':>7} {'scan':>4} {'img/s':>10} {'ms/step':>9} "
+HEADER = (f"{'batch':>6} {'dtype':>16} {'path':>7} {'scan':>4} {'img/s':>10} {'ms/step':>9} "
           f"{'GFLOP/img':>9} {'TFLOP/s':>8} {'MFU':>6} {'mem MiB':>8} {'vs model':>8}")
 
 
@@ -393,7 +407,9 @@ def main(argv):
   except ValueError:
     sys.exit(f"error: --batch={','.join(FLAGS.batch)} must be comma-separated integers, e.g. 128,512")
   dtypes = FLAGS.dtype or [config.train.dtype]
-  problems = ([f"--dtype {d!r} is not one of {', '.join(DTYPES)}" for d in dtypes if d not in DTYPES]
+  problems = ([f"--dtype {d!r} is not one of {', '.join(DTYPES)}, optionally /one of them for "
+               "the convolutions (e.g. float32/bfloat16)" for d in dtypes
+               if not all(part in DTYPES for part in d.split("/", 1))]
               + [f"--paths {p!r} is not one of {', '.join(PATHS)}" for p in FLAGS.paths
                  if p not in PATHS]
               + [f"--batch {b} must be >= 1" for b in batches if b < 1]

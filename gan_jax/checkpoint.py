@@ -45,6 +45,7 @@ DAMAGED_DIR = "damaged_checkpoints"
 # trailing "." here.
 RESUMABLE_CHANGES = frozenset({
     "train.num_steps", "train.deterministic", "checkpoint_keep", "parallel", "model.conv_impl",
+    "train.conv_dtype",
     "num_sample_images", "data.path", "data.pipeline", "data.device_budget_mb",
     "data.cache_dir", "monitor.", "eval.",
 })

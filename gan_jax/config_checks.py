@@ -32,6 +32,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"unknown loss.name {loss.name!r}; choose one of {', '.join(sorted(losses.LOSSES))}")
   _require(train.dtype in DTYPES,
            f"unknown train.dtype {train.dtype!r}; use one of {', '.join(DTYPES)}")
+  _require(train.get("conv_dtype", "") in ("",) + DTYPES,
+           f"unknown train.conv_dtype {train.get('conv_dtype')!r}; use one of {', '.join(DTYPES)} "
+           "(or '' for train.dtype)")
   _require(optimizer.schedule in optim.SCHEDULES,
            f"unknown optim.schedule {optimizer.schedule!r}; use one of {', '.join(optim.SCHEDULES)}")
   try:

@@ -1,7 +1,9 @@
 """The benchmark command, its helpers, and the CPU form of DCGAN's stride-2 convolutions."""
 
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -28,19 +30,20 @@ def run_bench(*args, check=True):
 
 def test_bench_cli_prints_table_and_writes_json(tmp_path):
   out = tmp_path / "out.json"
-  result = run_bench("--config", "configs/tiny.py", "--batch", "16", "--dtype", "float32,bfloat16",
+  dtypes = ("float32", "bfloat16", "float32/bfloat16")  # the last: bfloat16 conv operands
+  result = run_bench("--config", "configs/tiny.py", "--batch", "16", "--dtype", ",".join(dtypes),
                      "--steps", "3", "--warmup", "1", "--json", str(out),
                      "--profile", str(tmp_path / "trace"))
   assert bench.HEADER in result.stdout
   # One profiler trace per (batch, dtype), of the model path.
-  for dtype in ("float32", "bfloat16"):
+  for dtype in ("float32", "bfloat16", "float32_conv_bfloat16"):
     assert list((tmp_path / "trace" / f"b16_{dtype}_scan1").rglob("*.xplane.pb")), dtype
   data = json.loads(out.read_text())
   assert data["platform"] == "cpu" and data["num_devices"] == 1
   assert data["steps"] == 3 and data["scan"] == 1
   rows = data["rows"]
   assert [(r["dtype"], r["path"]) for r in rows] == [
-      (dtype, path) for dtype in ("float32", "bfloat16") for path in ("model", "device", "numpy")]
+      (dtype, path) for dtype in dtypes for path in ("model", "device", "numpy")]
   for row in rows:
     assert row["batch"] == 16
     assert row["img_per_s"] > 0 and row["ms_per_step"] > 0
@@ -62,11 +65,12 @@ def test_bench_tfdata_row_compares_with_the_model_row(tmp_path):
 
 
 def test_bench_rejects_bad_options_with_one_line():
-  result = run_bench("--config", "configs/tiny.py", "--dtype", "float16", "--paths", "disk",
-                     check=False)
+  result = run_bench("--config", "configs/tiny.py", "--dtype", "float16,float32/int8", "--paths",
+                     "disk", check=False)
   assert result.returncode != 0
   assert "Traceback" not in result.stderr
   assert "--dtype 'float16' is not one of float32, bfloat16" in result.stderr
+  assert "--dtype 'float32/int8' is not one of" in result.stderr
   assert "--paths 'disk' is not one of model, device, numpy, tfdata" in result.stderr
 
 
@@ -120,13 +124,15 @@ def _grads(module, params, x):
   return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), (0, 1))(params, x)
 
 
-@pytest.mark.parametrize("shape", [(2, 8, 8, 5), (3, 2, 2, 4), (2, 6, 6, 3)])
-def test_conv_transpose_2x_matches_flax(shape):
+# (2, 4, 4, 24) -> 3 channels: few outputs, the shifted-sums (col2im) form of G's RGB layer.
+@pytest.mark.parametrize("shape,features", [((2, 8, 8, 5), 7), ((3, 2, 2, 4), 7), ((2, 6, 6, 3), 7),
+                                            ((2, 4, 4, 24), 3)])
+def test_conv_transpose_2x_matches_flax(shape, features):
   init = nn.initializers.normal(0.5)
   x = jax.random.normal(jax.random.key(0), shape)
-  reference = nn.ConvTranspose(7, (4, 4), strides=(2, 2), padding="SAME", kernel_init=init,
-                               bias_init=init)
-  fast = fast_conv.ConvTranspose2x(7, kernel_init=init, bias_init=init)
+  reference = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME",
+                               kernel_init=init, bias_init=init)
+  fast = fast_conv.ConvTranspose2x(features, kernel_init=init, bias_init=init)
   params = reference.init(jax.random.key(1), x)
   # Same parameter names, shapes and initial values: checkpoints and seeds carry over.
   assert jax.tree.all(jax.tree.map(np.array_equal, params, fast.init(jax.random.key(1), x)))
@@ -152,6 +158,36 @@ def test_conv_general_dilated_matches_lax(strides, shape):
   for got, want in zip(jax.tree.leaves(_grads(fast, params, x)),
                        jax.tree.leaves(_grads(reference, params, x))):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _bfloat16_rounded(tree):
+  return jax.tree.map(lambda a: a.astype(jnp.bfloat16).astype(jnp.float32), tree)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_bfloat16_operands_are_summed_in_float32(transpose):
+  """operand_dtype=bfloat16: the products see bfloat16-rounded inputs and weights and sum
+  in float32, so the output equals the float32 layer on rounded values (to float32
+  rounding), far closer than bfloat16 results would be; gradients keep float32."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  if transpose:
+    make = lambda **kw: fast_conv.ConvTranspose2x(8, use_bias=False, **kw)
+  else:
+    make = lambda **kw: nn.Conv(8, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                                conv_general_dilated=functools.partial(
+                                    fast_conv.conv_general_dilated, **kw))
+  mixed = make(operand_dtype=jnp.bfloat16)
+  plain = make()
+  params = plain.init(jax.random.key(1), x)
+  y = mixed.apply(params, x)
+  assert y.dtype == jnp.float32
+  want = plain.apply(_bfloat16_rounded(params), _bfloat16_rounded(x))
+  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+  assert np.abs(y - plain.apply(params, x)).max() > 1e-4  # the rounding is really there
+  for got, full in zip(jax.tree.leaves(_grads(mixed, params, x)),
+                       jax.tree.leaves(_grads(plain, params, x))):
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, full, rtol=0.05, atol=0.05 * np.abs(full).max())
 
 
 def test_cpu_gradients_have_no_dilated_convolutions():
@@ -200,6 +236,25 @@ def test_conv_impl_decides_the_gpu_program():
     values[impl] = jax.tree.leaves(grad(*args))
   for auto, im2col in zip(values["auto"], values["im2col"]):
     np.testing.assert_array_equal(auto, im2col)
+
+
+def test_conv_dtype_reaches_the_gpu_program():
+  """train.conv_dtype=bfloat16 lowered for CUDA: cuDNN gets bfloat16 operands and a float32
+  result type, while the activations around it stay float32."""
+  from gan_jax.models import build_models  # pylint: disable=import-outside-toplevel
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  config = tiny.get_config()
+  config.train.conv_dtype = "bfloat16"
+  generator, _ = build_models(config)
+  z = jnp.ones((2, config.model.latent_dim))
+  variables = generator.init(jax.random.key(0), z, train=False)
+  apply = jax.jit(lambda v, z: generator.apply(v, z, train=False))
+  cuda = jax.export.export(apply, platforms=["cuda"])(variables, z).mlir_module()
+  convolutions = [line for line in cuda.splitlines() if "stablehlo.convolution" in line]
+  assert convolutions
+  for line in convolutions:
+    assert re.search(r"\(tensor<\S*xbf16>, tensor<\S*xbf16>\) -> tensor<\S*xf32>", line), line
+  assert apply(variables, z).dtype == jnp.float32
 
 
 def test_unknown_conv_impl_is_refused():

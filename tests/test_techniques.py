@@ -296,6 +296,8 @@ def test_instance_noise_anneals_linearly_to_zero():
     ({"loss.flip_prob": 0.7}, "loss.flip_prob"),
     ({"train.d_steps": 0}, "train.d_steps"),
     ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn' is not one of auto, im2col"),
+    ({"train.conv_dtype": "float16"},
+     "unknown train.conv_dtype 'float16'; use one of float32, bfloat16"),
 ])
 def test_incompatible_or_invalid_config_fails_with_the_fix(overrides, message):
   with pytest.raises(config_checks.ConfigError, match=message):
@@ -322,6 +324,8 @@ LEARNING_CASES = {
         **(EMA_AUGMENT_BF16 if combo else {})}
     for name in ("ns", "minimax", "lsgan", "hinge", "wgan-gp") for combo in (False, True)
 }
+# float32 activations, bfloat16 convolution operands (the fast CPU mode).
+LEARNING_CASES["ns-conv-bf16"] = {"train.conv_dtype": "bfloat16"}
 
 
 def pixel_frechet(gan, state, real_features, num=512):

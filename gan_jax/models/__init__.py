@@ -17,11 +17,13 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discrimi
     raise ValueError(f"unknown model.name {model.name!r}; available: dcgan")
   dtype = jnp.dtype(config.train.dtype)
   conv_impl = model.get("conv_impl", "auto")
+  conv_dtype = jnp.dtype(config.train.conv_dtype) if config.train.get("conv_dtype") else None
   generator = Generator(resolution=resolution, width=model.g_width or model.width,
-                        batch_norm=model.g_batch_norm, dtype=dtype, conv_impl=conv_impl)
+                        batch_norm=model.g_batch_norm, dtype=dtype, conv_impl=conv_impl,
+                        conv_dtype=conv_dtype)
   discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
                                 batch_norm=model.d_batch_norm, final_size=model.d_final_size,
                                 dropout=model.d_dropout,
                                 spectral_norm=model.d_spectral_norm, dtype=dtype,
-                                conv_impl=conv_impl)
+                                conv_impl=conv_impl, conv_dtype=conv_dtype)
   return generator, discriminator

@@ -62,6 +62,7 @@ class Generator(nn.Module):
   batch_norm: bool = True
   dtype: Any = jnp.float32  # computation dtype; params stay float32
   conv_impl: str = "auto"   # fast_conv.IMPLS
+  conv_dtype: Any = None    # operand dtype of the convolutions' products (None: dtype)
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -80,7 +81,8 @@ class Generator(nn.Module):
       # nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME"), fast on CPU too.
       x = fast_conv.ConvTranspose2x(channels, use_bias=last or not self.batch_norm,
                                     kernel_init=dcgan_init, dtype=self.dtype,
-                                    impl=self.conv_impl, name=f"up{i}")(x)
+                                    impl=self.conv_impl, operand_dtype=self.conv_dtype,
+                                    name=f"up{i}")(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -94,6 +96,7 @@ class Discriminator(nn.Module):
   spectral_norm: bool = False  # normalise every layer's weights by their top singular value
   dtype: Any = jnp.float32
   conv_impl: str = "auto"   # fast_conv.IMPLS
+  conv_dtype: Any = None    # operand dtype of the convolutions' products (None: dtype)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -115,7 +118,8 @@ class Discriminator(nn.Module):
                         use_bias=i == 0 or not self.batch_norm, kernel_init=dcgan_init,
                         dtype=self.dtype, name=f"down{i}",
                         conv_general_dilated=functools.partial(
-                            fast_conv.conv_general_dilated, impl=self.conv_impl)), x)
+                            fast_conv.conv_general_dilated, impl=self.conv_impl,
+                            operand_dtype=self.conv_dtype)), x)
       if i > 0 and self.batch_norm:
         x = batch_norm(train, self.dtype, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)

@@ -4,16 +4,23 @@ XLA:CPU runs a stride-2 convolution's input gradient, a transposed convolution
 and the kernel gradients of both (dilated convolutions) through slow generic
 loops: a DCGAN-32 step took ~10x as long as with the matrix products below
 (docs/benchmarks.md). On a CPU these functions compute the same values as the
-lax calls with slices, concatenations and matrix products only (im2col), so
-their gradients are matrix products too. On GPU/TPU they lower to the plain lax
+lax calls with slices, concatenations and matrix products only (im2col; G's RGB
+layer as one product and shifted sums), with a hand-written backward pass that
+is matrix products and slices too. On GPU/TPU they lower to the plain lax
 calls, which cuDNN/XLA run natively; `lax.platform_dependent` picks the branch
 when the step is compiled. `impl="im2col"` (config `model.conv_impl`) takes the
 matrix-product form on every platform: an H100 profile showed cuDNN computing
 the kernel gradient of G's last layer on 2 thread blocks (docs/benchmarks.md).
+
+With `operand_dtype=bfloat16` (config `train.conv_dtype`) the products take
+bfloat16 operands and sum in float32, while activations, batch norm and the
+parameters keep their own dtype: on CPUs with AMX or AVX512-BF16 that is the fast
+mode, since XLA:CPU computes bfloat16 element-wise work through float32 converts.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -32,32 +39,121 @@ def _is_stride2_k4(kernel_shape, strides, padding, *dilations) -> bool:
           and padding == "SAME" and all(set(d or (1,)) == {1} for d in dilations))
 
 
-def _im2col_conv(x: jax.Array, kernel: jax.Array, precision) -> jax.Array:
-  """conv(x, kernel, stride 2, SAME) for a 4x4 kernel and even H, W, as one matrix
-  product: the 16 taps' strided views of the padded input side by side."""
+def _conv_patches(x: jax.Array) -> list[jax.Array]:
+  """The im2col matrix of conv(x, 4x4 kernel, stride 2, SAME) for even H, W: the 16
+  taps' strided views of the padded input side by side, (N, H/2, W/2, 16 C)."""
   n, h, w, c = x.shape
   x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = jnp.concatenate([x[:, i:i + h:2, j:j + w:2] for i in range(4) for j in range(4)],
-                            axis=-1)
-  return jnp.dot(patches, kernel.reshape(16 * c, kernel.shape[3]), precision=precision)
+  return [jnp.concatenate([x[:, i:i + h:2, j:j + w:2] for i in range(4) for j in range(4)],
+                          axis=-1)]
 
 
-def _im2col_conv_transpose(x: jax.Array, kernel: jax.Array, precision) -> jax.Array:
+_PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _conv_transpose_patches(x: jax.Array) -> list[jax.Array]:
+  """The four phases' im2col matrices of conv_transpose(x, 4x4, stride 2, SAME): output
+  pixel (2u + a, 2v + b) only meets taps (a::2, b::2), which read the 2x2 input window
+  at (u + a - 1, v + b - 1); one (N, H, W, 4 C) matrix per phase (a, b)."""
+  n, h, w, c = x.shape
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return [jnp.concatenate([x[:, a + i:a + i + h, b + j:b + j + w] for i in (0, 1) for j in (0, 1)],
+                          axis=-1) for a, b in _PHASES]
+
+
+def _interleave_phases(outputs: list[jax.Array]) -> jax.Array:
+  """The four phases' (N, H, W, O) outputs as one (N, 2H, 2W, O) image."""
+  n, h, w, o = outputs[0].shape
+  rows = [jnp.stack(outputs[2 * a:2 * a + 2], axis=3) for a in (0, 1)]  # (n, h, w, b, o)
+  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, o)  # (n, h, a, w, b, o)
+
+
+def _move_bits(move: Callable, x: jax.Array) -> list[jax.Array]:
+  """move(x) for a pure data movement (pad, slice, concatenate). XLA:CPU widens 16-bit
+  float concatenations to float32 and back (a convert pass per tap in the profile) but
+  moves 16-bit integers as they are, so 16-bit floats travel as their bit patterns."""
+  if x.dtype.itemsize != 2 or not jnp.issubdtype(x.dtype, jnp.floating):
+    return move(x)
+  bits = move(lax.bitcast_convert_type(x, jnp.uint16))
+  return [lax.bitcast_convert_type(b, x.dtype) for b in bits]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3, 4))
+def _patch_products(patches_of: Callable, x: jax.Array, matrices: list[jax.Array],
+                    operand_dtype, precision) -> list[jax.Array]:
+  """[dot(p, m) for p, m in zip(patches_of(x), matrices)], operands in `operand_dtype`,
+  float32 results, with a backward pass written for XLA:CPU's matrix products (below)."""
+  return _patch_products_fwd(patches_of, x, matrices, operand_dtype, precision)[0]
+
+
+def _patch_products_fwd(patches_of, x, matrices, operand_dtype, precision):
+  patches = _move_bits(patches_of, x.astype(operand_dtype))
+  outputs = [jnp.dot(p, m.astype(operand_dtype), precision=precision,
+                     preferred_element_type=jnp.float32) for p, m in zip(patches, matrices)]
+  return outputs, (patches, matrices, x)
+
+
+def _patch_products_bwd(patches_of, operand_dtype, precision, residuals, output_grads):
+  patches, matrices, x = residuals
+  grads = [g.astype(operand_dtype) for g in output_grads]
+  # g W^T with W^T materialised (it is small): XLA:CPU's library ran the product with a
+  # transposed right operand up to 2x slower than the plain one (docs/benchmarks.md).
+  patch_grads = [jnp.dot(g, lax.optimization_barrier(m.astype(operand_dtype).T),
+                         precision=precision, preferred_element_type=jnp.float32)
+                 for g, m in zip(grads, matrices)]
+  # col2im: the transpose of the (linear) patch extraction, summed in float32.
+  (x_grad,) = jax.linear_transpose(patches_of, jax.ShapeDtypeStruct(x.shape, jnp.float32))(
+      patch_grads)
+  # dW = P^T g contracts the long pixel axis of both operands; XLA:CPU's matrix-product
+  # library wants that axis last on one side and transposes the big patch matrix to get
+  # it. (g^T P)^T transposes only g; the barrier keeps XLA from folding the final
+  # transpose into the product's layout, a form the library does not take.
+  matrix_grads = [lax.optimization_barrier(
+      jnp.einsum("nhwo,nhwk->ok", g, p, precision=precision,
+                 preferred_element_type=jnp.float32)).T for g, p in zip(grads, patches)]
+  return x_grad.astype(x.dtype), [dm.astype(m.dtype) for dm, m in zip(matrix_grads, matrices)]
+
+
+_patch_products.defvjp(_patch_products_fwd, _patch_products_bwd)
+
+
+def _im2col_conv(x: jax.Array, kernel: jax.Array, precision, operand_dtype) -> jax.Array:
+  """conv(x, kernel, stride 2, SAME) for a 4x4 kernel and even H, W, as one matrix product."""
+  c, o = kernel.shape[2:]
+  (y,) = _patch_products(_conv_patches, x, [kernel.reshape(16 * c, o)],
+                         operand_dtype or x.dtype, precision)
+  return y.astype(x.dtype)
+
+
+def _col2im_conv_transpose(x: jax.Array, kernel: jax.Array, precision) -> jax.Array:
+  """lax.conv_transpose(x, kernel, (2, 2), 'SAME') for a 4x4 kernel as one product per
+  input pixel, z = x W with all 16 taps, then the taps' shifted sums: input (u, v) and
+  tap (i, j) land on output (2u + 2 - i, 2v + 2 - j)."""
+  n, h, w, c = x.shape
+  o = kernel.shape[3]
+  z = jnp.dot(x.reshape(-1, c), kernel.transpose(2, 0, 1, 3).reshape(c, 16 * o),
+              precision=precision).reshape(n, h, w, 4, 4, o)
+  y = jnp.zeros((n, 2 * h + 2, 2 * w + 2, o), z.dtype)  # one pixel of margin on each side
+  for i in range(4):
+    for j in range(4):
+      y = y.at[:, 3 - i:3 - i + 2 * h:2, 3 - j:3 - j + 2 * w:2].add(z[:, :, :, i, j])
+  return y[:, 1:2 * h + 1, 1:2 * w + 1]
+
+
+def _im2col_conv_transpose(x: jax.Array, kernel: jax.Array, precision,
+                           operand_dtype) -> jax.Array:
   """lax.conv_transpose(x, kernel, (2, 2), 'SAME') for a 4x4 kernel, as four matrix
-  products: output pixel (2u + a, 2v + b) only meets taps (a::2, b::2), which read
-  the 2x2 input window at (u + a - 1, v + b - 1); the four phases are interleaved."""
-  n, h, w, c = x.shape
-  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  rows = []
-  for a in (0, 1):
-    phases = []
-    for b in (0, 1):
-      patches = jnp.concatenate([x[:, a + i:a + i + h, b + j:b + j + w] for i in (0, 1)
-                                 for j in (0, 1)], axis=-1)
-      taps = kernel[a::2, b::2].reshape(4 * c, kernel.shape[3])
-      phases.append(jnp.dot(patches, taps, precision=precision))
-    rows.append(jnp.stack(phases, axis=3))  # (n, h, w, b, c)
-  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])  # (n, h, a, w, b, c)
+  products (one per output phase), or for few output channels (G's RGB layer) as the
+  shifted sums of one product: there the phases' patches (4 C values per output) would
+  dwarf the 16 O products per input pixel, and the layer is bound by memory traffic, so
+  it keeps the activations' dtype."""
+  c, o = kernel.shape[2:]
+  if 8 * o <= c:
+    return _col2im_conv_transpose(x, kernel, precision)
+  matrices = [kernel[a::2, b::2].reshape(4 * c, o) for a, b in _PHASES]
+  outputs = _patch_products(_conv_transpose_patches, x, matrices, operand_dtype or x.dtype,
+                            precision)
+  return _interleave_phases(outputs).astype(x.dtype)
 
 
 def _choose(impl: str, operands, im2col: Callable, plain: Callable):
@@ -70,13 +166,20 @@ def _choose(impl: str, operands, im2col: Callable, plain: Callable):
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                         precision=None, preferred_element_type=None, impl: str = "auto"):
+                         precision=None, preferred_element_type=None, impl: str = "auto",
+                         operand_dtype=None):
   """lax.conv_general_dilated, with stride-2 4x4 SAME NHWC convolutions rewritten on CPU
-  (or everywhere with impl="im2col"); pass as `nn.Conv(..., conv_general_dilated=...)`."""
+  (or everywhere with impl="im2col"); pass as `nn.Conv(..., conv_general_dilated=...)`.
+  `operand_dtype` (e.g. bfloat16): the products' operands in that dtype, summed in float32."""
   def plain(lhs, rhs):
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                    dimension_numbers, feature_group_count, batch_group_count,
-                                    precision, preferred_element_type)
+    if operand_dtype is None or preferred_element_type is not None:
+      return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                      rhs_dilation, dimension_numbers, feature_group_count,
+                                      batch_group_count, precision, preferred_element_type)
+    return lax.conv_general_dilated(
+        lhs.astype(operand_dtype), rhs.astype(operand_dtype), window_strides, padding,
+        lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, batch_group_count,
+        precision, jnp.float32).astype(lhs.dtype)
 
   if not (lhs.ndim == 4 and dimension_numbers is not None
           and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _NHWC_SPEC
@@ -85,16 +188,23 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
           and feature_group_count == 1 and batch_group_count == 1
           and preferred_element_type is None):
     return plain(lhs, rhs)
-  return _choose(impl, (lhs, rhs), lambda x, k: _im2col_conv(x, k, precision), plain)
+  return _choose(impl, (lhs, rhs), lambda x, k: _im2col_conv(x, k, precision, operand_dtype),
+                 plain)
 
 
 def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, precision=None,
-                           impl: str = "auto") -> jax.Array:
-  """lax.conv_transpose(x, kernel, (2, 2), 'SAME') in NHWC/HWIO for a 4x4 kernel, fast on CPU."""
+                           impl: str = "auto", operand_dtype=None) -> jax.Array:
+  """lax.conv_transpose(x, kernel, (2, 2), 'SAME') in NHWC/HWIO for a 4x4 kernel, fast on
+  CPU; `operand_dtype` as in `conv_general_dilated`."""
   def plain(x, kernel):
-    return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=NHWC,
-                              precision=precision)
-  return _choose(impl, (x, kernel), lambda x, k: _im2col_conv_transpose(x, k, precision), plain)
+    if operand_dtype is None:
+      return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=NHWC,
+                                precision=precision)
+    return lax.conv_transpose(x.astype(operand_dtype), kernel.astype(operand_dtype), (2, 2),
+                              "SAME", dimension_numbers=NHWC, precision=precision,
+                              preferred_element_type=jnp.float32).astype(x.dtype)
+  return _choose(impl, (x, kernel),
+                 lambda x, k: _im2col_conv_transpose(x, k, precision, operand_dtype), plain)
 
 
 class ConvTranspose2x(nn.Module):
@@ -107,6 +217,7 @@ class ConvTranspose2x(nn.Module):
   dtype: Any = None  # computation dtype (None: the input's); params stay float32
   precision: Any = None
   impl: str = "auto"  # see IMPLS
+  operand_dtype: Any = None  # the product's operand dtype (None: the computation dtype)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -114,6 +225,6 @@ class ConvTranspose2x(nn.Module):
                         jnp.float32)
     bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv_transpose_stride2(x, kernel, self.precision, self.impl)
+    y = conv_transpose_stride2(x, kernel, self.precision, self.impl, self.operand_dtype)
     return y + bias if bias is not None else y
 
