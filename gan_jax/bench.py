@@ -240,7 +240,7 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   config.train.dtype, _, conv_dtype = dtype.partition("/")
   if conv_dtype:
     config.train.conv_dtype = conv_dtype
-  dtype = dtype_label(config.train)
+  label = dtype_label(config.train)  # the rows' dtype column
   gan = GAN.from_config(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(batch, len(devices))
@@ -273,7 +273,7 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   def row(path, seconds_per_call, compiled):
     seconds = seconds_per_call / scan
     achieved = flops_per_image * batch / seconds if flops_per_image else None
-    return Row(batch=batch, dtype=dtype, path=path, scan=scan, img_per_s=batch / seconds,
+    return Row(batch=batch, dtype=label, path=path, scan=scan, img_per_s=batch / seconds,
                ms_per_step=1e3 * seconds, flops_per_image=flops_per_image,
                tflops_per_s=achieved / 1e12 if achieved else None,
                mfu=achieved / (peak * len(devices)) if achieved and peak else None,
@@ -287,7 +287,7 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
                                   repeats)
       model_row = row(path, seconds, model_call)
       if profile_dir:  # after timing, so the trace costs the figures nothing
-        trace_name = f"b{batch}_{dtype.replace('/', '_conv_')}_scan{scan}"
+        trace_name = f"b{batch}_{label.replace('/', '_conv_')}_scan{scan}"
         with jax.profiler.trace(f"{profile_dir}/{trace_name}"):
           for _ in range(calls):
             state, _ = model_call(state, batch_on_device, key)

@@ -205,15 +205,21 @@ def test_cpu_gradients_have_no_dilated_convolutions():
     assert "lhs_dilate" not in hlo and "rhs_dilate" not in hlo
 
 
-def _gan_gradient(conv_impl):
-  """jit(grad) of a tiny D(G(z)) built with `model.conv_impl`, and its arguments."""
+def _tiny_models(**overrides):
+  """configs/tiny.py's (generator, discriminator) with `overrides` ({"model.x": v}), two
+  latents and G's initial variables."""
   from gan_jax.models import build_models  # pylint: disable=import-outside-toplevel
   from configs import tiny  # pylint: disable=import-outside-toplevel
   config = tiny.get_config()
-  config.model.conv_impl = conv_impl
+  config.update_from_flattened_dict(overrides)
   generator, discriminator = build_models(config)
   z = jnp.ones((2, config.model.latent_dim))
-  g_vars = generator.init(jax.random.key(0), z, train=False)
+  return generator, discriminator, z, generator.init(jax.random.key(0), z, train=False)
+
+
+def _gan_gradient(conv_impl):
+  """jit(grad) of a tiny D(G(z)) built with `model.conv_impl`, and its arguments."""
+  generator, discriminator, z, g_vars = _tiny_models(**{"model.conv_impl": conv_impl})
   d_vars = discriminator.init(jax.random.key(1), generator.apply(g_vars, z, train=False),
                               train=False)
 
@@ -242,13 +248,7 @@ def test_conv_impl_decides_the_gpu_program():
 def test_conv_dtype_reaches_the_gpu_program():
   """train.conv_dtype=bfloat16 lowered for CUDA: cuDNN gets bfloat16 operands and a float32
   result type, while the activations around it stay float32."""
-  from gan_jax.models import build_models  # pylint: disable=import-outside-toplevel
-  from configs import tiny  # pylint: disable=import-outside-toplevel
-  config = tiny.get_config()
-  config.train.conv_dtype = "bfloat16"
-  generator, _ = build_models(config)
-  z = jnp.ones((2, config.model.latent_dim))
-  variables = generator.init(jax.random.key(0), z, train=False)
+  generator, _, z, variables = _tiny_models(**{"train.conv_dtype": "bfloat16"})
   apply = jax.jit(lambda v, z: generator.apply(v, z, train=False))
   cuda = jax.export.export(apply, platforms=["cuda"])(variables, z).mlir_module()
   convolutions = [line for line in cuda.splitlines() if "stablehlo.convolution" in line]
