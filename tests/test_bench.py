@@ -126,8 +126,9 @@ def _grads(module, params, x):
 
 
 # (2, 4, 4, 24) -> 3 channels: few outputs, the shifted-sums (col2im) form of G's RGB layer.
+# (1, 1, 1, 4): an odd number of pixel rows (the kernel gradient's other contraction).
 @pytest.mark.parametrize("shape,features", [((2, 8, 8, 5), 7), ((3, 2, 2, 4), 7), ((2, 6, 6, 3), 7),
-                                            ((2, 4, 4, 24), 3)])
+                                            ((2, 4, 4, 24), 3), ((1, 1, 1, 4), 7)])
 def test_conv_transpose_2x_matches_flax(shape, features):
   init = nn.initializers.normal(0.5)
   x = jax.random.normal(jax.random.key(0), shape)

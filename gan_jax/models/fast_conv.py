@@ -104,14 +104,28 @@ def _patch_products_bwd(patches_of, operand_dtype, precision, residuals, output_
   # col2im: the transpose of the (linear) patch extraction, summed in float32.
   (x_grad,) = jax.linear_transpose(patches_of, jax.ShapeDtypeStruct(x.shape, jnp.float32))(
       patch_grads)
-  # dW = P^T g contracts the long pixel axis of both operands; XLA:CPU's matrix-product
-  # library wants that axis last on one side and transposes the big patch matrix to get
-  # it. (g^T P)^T transposes only g; the barrier keeps XLA from folding the final
-  # transpose into the product's layout, a form the library does not take.
-  matrix_grads = [lax.optimization_barrier(
-      jnp.einsum("nhwo,nhwk->ok", g, p, precision=precision,
-                 preferred_element_type=jnp.float32)).T for g, p in zip(grads, patches)]
+  matrix_grads = [_kernel_grad(g, p, precision) for g, p in zip(grads, patches)]
   return x_grad.astype(x.dtype), [dm.astype(m.dtype) for dm, m in zip(matrix_grads, matrices)]
+
+
+def _kernel_grad(g: jax.Array, patches: jax.Array, precision) -> jax.Array:
+  """dW = P^T g for one product, as (g^T P)^T: only g (not the 16x larger patch matrix P)
+  gets transposed, and the barrier keeps XLA from folding the final transpose into the
+  product's layout, a form XLA:CPU's matrix-product library does not take.
+
+  The pixel axis is contracted as (M/2, 2) rather than as (n, h, w), over which XLA
+  reordered the patch rows first (a copy of P per layer and pass), or as one axis, over
+  which it moved the bfloat16 product to a float32 fallback (docs/benchmarks.md)."""
+  o, k = g.shape[-1], patches.shape[-1]
+  rows = g.size // o
+  if rows % 2:
+    pixel_grad = jnp.einsum("nhwo,nhwk->ok", g, patches, precision=precision,
+                            preferred_element_type=jnp.float32)
+  else:
+    pixel_grad = jnp.einsum("mso,msk->ok", g.reshape(rows // 2, 2, o),
+                            patches.reshape(rows // 2, 2, k), precision=precision,
+                            preferred_element_type=jnp.float32)
+  return lax.optimization_barrier(pixel_grad).T
 
 
 _patch_products.defvjp(_patch_products_fwd, _patch_products_bwd)
