@@ -178,6 +178,14 @@ def _choose(impl: str, operands, im2col: Callable, plain: Callable):
   return lax.platform_dependent(*operands, cpu=im2col, default=plain)
 
 
+def _with_operand_dtype(conv: Callable, lhs, rhs, operand_dtype):
+  """conv(lhs, rhs, result_dtype), the lax form: with `operand_dtype` its operands in that
+  dtype and summed in float32, the result back in lhs's dtype; with None as they are."""
+  if operand_dtype is None:
+    return conv(lhs, rhs, None)
+  return conv(lhs.astype(operand_dtype), rhs.astype(operand_dtype), jnp.float32).astype(lhs.dtype)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None, impl: str = "auto",
@@ -185,15 +193,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   """lax.conv_general_dilated, with stride-2 4x4 SAME NHWC convolutions rewritten on CPU
   (or everywhere with impl="im2col"); pass as `nn.Conv(..., conv_general_dilated=...)`.
   `operand_dtype` (e.g. bfloat16): the products' operands in that dtype, summed in float32."""
+  def conv(lhs, rhs, result_dtype):
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                    rhs_dilation, dimension_numbers, feature_group_count,
+                                    batch_group_count, precision, result_dtype)
+
   def plain(lhs, rhs):
-    if operand_dtype is None or preferred_element_type is not None:
-      return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                      rhs_dilation, dimension_numbers, feature_group_count,
-                                      batch_group_count, precision, preferred_element_type)
-    return lax.conv_general_dilated(
-        lhs.astype(operand_dtype), rhs.astype(operand_dtype), window_strides, padding,
-        lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, batch_group_count,
-        precision, jnp.float32).astype(lhs.dtype)
+    if preferred_element_type is not None:  # the caller's choice of result type wins
+      return conv(lhs, rhs, preferred_element_type)
+    return _with_operand_dtype(conv, lhs, rhs, operand_dtype)
 
   if not (lhs.ndim == 4 and dimension_numbers is not None
           and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _NHWC_SPEC
@@ -210,13 +218,12 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, precision=None,
                            impl: str = "auto", operand_dtype=None) -> jax.Array:
   """lax.conv_transpose(x, kernel, (2, 2), 'SAME') in NHWC/HWIO for a 4x4 kernel, fast on
   CPU; `operand_dtype` as in `conv_general_dilated`."""
+  def conv(x, kernel, result_dtype):
+    return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=NHWC,
+                              precision=precision, preferred_element_type=result_dtype)
+
   def plain(x, kernel):
-    if operand_dtype is None:
-      return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=NHWC,
-                                precision=precision)
-    return lax.conv_transpose(x.astype(operand_dtype), kernel.astype(operand_dtype), (2, 2),
-                              "SAME", dimension_numbers=NHWC, precision=precision,
-                              preferred_element_type=jnp.float32).astype(x.dtype)
+    return _with_operand_dtype(conv, x, kernel, operand_dtype)
   return _choose(impl, (x, kernel),
                  lambda x, k: _im2col_conv_transpose(x, k, precision, operand_dtype), plain)
 
