@@ -33,7 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.d_dropout = 0.0
   config.model.d_spectral_norm = False  # spectral norm on every D layer (SNGAN)
   config.model.conv_impl = "auto"    # auto: stride-2 convs as matrix products on CPU, cuDNN on
-                                     # GPU; im2col: matrix products everywhere (docs/benchmarks.md)
+                                     # GPU; im2col: matrix products everywhere; im2col_rgb: also
+                                     # on GPU for G's last and D's first layer (faster there,
+                                     # docs/benchmarks.md)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128      # global batch, split over all devices

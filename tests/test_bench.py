@@ -233,17 +233,32 @@ def _gan_gradient(conv_impl):
 
 def test_conv_impl_decides_the_gpu_program():
   """Lowered for CUDA (no GPU needed): `auto` leaves G's transposed convolutions and the
-  gradients to cuDNN (dilated convolutions); `im2col` has no convolution at all. On the
-  CPU both are the same matrix products, so the same values."""
+  gradients to cuDNN (dilated convolutions); `im2col` has no convolution at all;
+  `im2col_rgb` keeps cuDNN for the inner layers only, none of whose operands has 3
+  channels. On the CPU all are the same matrix products, so the same values."""
   values = {}
-  for impl in ("auto", "im2col"):
+  for impl in ("auto", "im2col", "im2col_rgb"):
     grad, args = _gan_gradient(impl)
     cuda = jax.export.export(grad, platforms=["cuda"])(*args).mlir_module()
-    assert ("stablehlo.convolution" in cuda) == (impl == "auto"), impl
-    assert ("lhs_dilate" in cuda) == (impl == "auto"), impl
+    convolutions = [line for line in cuda.splitlines() if "stablehlo.convolution" in line]
+    assert bool(convolutions) == (impl != "im2col"), impl
+    assert ("lhs_dilate" in cuda) == (impl != "im2col"), impl
+    with_rgb = [line for line in convolutions if re.search(r"tensor<(\d+x)*3x", line)]
+    assert bool(with_rgb) == (impl == "auto"), (impl, with_rgb)
     values[impl] = jax.tree.leaves(grad(*args))
-  for auto, im2col in zip(values["auto"], values["im2col"]):
-    np.testing.assert_array_equal(auto, im2col)
+  for impl in ("im2col", "im2col_rgb"):
+    for auto, other in zip(values["auto"], values[impl]):
+      np.testing.assert_array_equal(auto, other)
+
+
+def test_rgb_layer_has_no_scatter():
+  """G's RGB layer (few output channels: the shifted-sums form) is slices, pads and adds:
+  GPUs ran an earlier form's 16 scatter-adds as separate slow kernels (docs/benchmarks.md)."""
+  x, kernel = jnp.ones((2, 4, 4, 24)), jnp.ones((4, 4, 24, 3))
+  grad = jax.grad(lambda x, k: jnp.sum(fast_conv.conv_transpose_stride2(x, k, impl="im2col") ** 2),
+                  (0, 1))
+  program = jax.jit(grad).lower(x, kernel).as_text()
+  assert "dot_general" in program and "scatter" not in program
 
 
 def test_conv_dtype_reaches_the_gpu_program():
@@ -260,6 +275,6 @@ def test_conv_dtype_reaches_the_gpu_program():
 
 
 def test_unknown_conv_impl_is_refused():
-  with pytest.raises(ValueError, match="conv impl 'cudnn' is not one of auto, im2col"):
+  with pytest.raises(ValueError, match="conv impl 'cudnn' is not one of auto, im2col, im2col_rgb"):
     fast_conv.conv_transpose_stride2(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 2)),
                                      impl="cudnn")

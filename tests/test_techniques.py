@@ -295,7 +295,7 @@ def test_instance_noise_anneals_linearly_to_zero():
     ({"train.ema_decay": 1.0}, "train.ema_decay"),
     ({"loss.flip_prob": 0.7}, "loss.flip_prob"),
     ({"train.d_steps": 0}, "train.d_steps"),
-    ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn' is not one of auto, im2col"),
+    ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn' is not one of auto, im2col, im2col_rgb"),
     ({"train.conv_dtype": "float16"},
      "unknown train.conv_dtype 'float16'; use one of float32, bfloat16"),
 ])

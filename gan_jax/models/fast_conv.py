@@ -8,9 +8,13 @@ lax calls with slices, concatenations and matrix products only (im2col; G's RGB
 layer as one product and shifted sums), with a hand-written backward pass that
 is matrix products and slices too. On GPU/TPU they lower to the plain lax
 calls, which cuDNN/XLA run natively; `lax.platform_dependent` picks the branch
-when the step is compiled. `impl="im2col"` (config `model.conv_impl`) takes the
-matrix-product form on every platform: an H100 profile showed cuDNN computing
-the kernel gradient of G's last layer on 2 thread blocks (docs/benchmarks.md).
+when the step is compiled. `model.conv_impl` chooses (IMPLS): `im2col` takes the
+matrix-product form for every layer on every platform, `im2col_rgb` only for the two
+layers with 3-channel operands (G's last, D's first) and `auto` elsewhere. cuDNN picks
+poor kernels for those two (an H100 profile showed the kernel gradient of G's last
+layer on 2 thread blocks); on an H200 `im2col_rgb` made the bfloat16 step 1.35-1.47x
+as fast (docs/benchmarks.md). It is not the default until its GPU runs are shown to
+reproduce bit for bit as `auto`'s are (docs/reproducibility.md).
 
 With `operand_dtype=bfloat16` (config `train.conv_dtype`) the products take
 bfloat16 operands and sum in float32, while activations, batch norm and the
@@ -30,7 +34,11 @@ import jax.numpy as jnp
 from jax import lax
 
 NHWC = ("NHWC", "HWIO", "NHWC")
-IMPLS = ("auto", "im2col")  # auto: im2col on CPU, the lax convolution elsewhere
+# auto: im2col on CPU, the lax convolution elsewhere. im2col: im2col for every layer on
+# every platform. im2col_rgb: im2col on every platform for the layers with at most
+# RGB_CHANNELS input or output channels, auto for the others.
+IMPLS = ("auto", "im2col", "im2col_rgb")
+RGB_CHANNELS = 3
 _NHWC_SPEC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
 
@@ -139,19 +147,27 @@ def _im2col_conv(x: jax.Array, kernel: jax.Array, precision, operand_dtype) -> j
   return y.astype(x.dtype)
 
 
+# Along one axis, from 2u + 2 - i = 2t + a: tap i feeds output phase a = i % 2 and reads
+# input u = t + (i + a - 2) / 2. Phase a -> ((tap i, input shift u - t), ...).
+_TAP_SHIFTS = {0: ((0, -1), (2, 0)), 1: ((1, 0), (3, 1))}
+
+
 def _col2im_conv_transpose(x: jax.Array, kernel: jax.Array, precision) -> jax.Array:
   """lax.conv_transpose(x, kernel, (2, 2), 'SAME') for a 4x4 kernel as one product per
-  input pixel, z = x W with all 16 taps, then the taps' shifted sums: input (u, v) and
-  tap (i, j) land on output (2u + 2 - i, 2v + 2 - j)."""
+  input pixel, z = x W with all 16 taps, then each output phase as a sum of four shifted
+  views of z: input (u, v) and tap (i, j) land on output (2u + 2 - i, 2v + 2 - j), so
+  output (2t + a, 2s + b) sums the taps i = a, a + 2 (and j likewise) of the inputs
+  shifted by -1, 0 or +1 as _TAP_SHIFTS says. Slices, pads and adds only (no scatter):
+  one fused pass on a GPU."""
   n, h, w, c = x.shape
   o = kernel.shape[3]
   z = jnp.dot(x.reshape(-1, c), kernel.transpose(2, 0, 1, 3).reshape(c, 16 * o),
               precision=precision).reshape(n, h, w, 4, 4, o)
-  y = jnp.zeros((n, 2 * h + 2, 2 * w + 2, o), z.dtype)  # one pixel of margin on each side
-  for i in range(4):
-    for j in range(4):
-      y = y.at[:, 3 - i:3 - i + 2 * h:2, 3 - j:3 - j + 2 * w:2].add(z[:, :, :, i, j])
-  return y[:, 1:2 * h + 1, 1:2 * w + 1]
+  z = jnp.pad(z, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))  # zeros outside the image
+  phases = [sum(z[:, 1 + di:1 + di + h, 1 + dj:1 + dj + w, i, j]
+                for i, di in _TAP_SHIFTS[a] for j, dj in _TAP_SHIFTS[b])
+            for a, b in _PHASES]
+  return _interleave_phases(phases)
 
 
 def _im2col_conv_transpose(x: jax.Array, kernel: jax.Array, precision,
@@ -171,10 +187,11 @@ def _im2col_conv_transpose(x: jax.Array, kernel: jax.Array, precision,
 
 
 def _choose(impl: str, operands, im2col: Callable, plain: Callable):
-  if impl == "im2col":
-    return im2col(*operands)
-  if impl != "auto":
+  """im2col(*operands) or plain(*operands) as `impl` says; operands[1] is the HWIO kernel."""
+  if impl not in IMPLS:
     raise ValueError(f"conv impl {impl!r} is not one of {', '.join(IMPLS)}")
+  if impl == "im2col" or (impl == "im2col_rgb" and min(operands[1].shape[2:]) <= RGB_CHANNELS):
+    return im2col(*operands)
   return lax.platform_dependent(*operands, cpu=im2col, default=plain)
 
 
@@ -191,7 +208,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          precision=None, preferred_element_type=None, impl: str = "auto",
                          operand_dtype=None):
   """lax.conv_general_dilated, with stride-2 4x4 SAME NHWC convolutions rewritten on CPU
-  (or everywhere with impl="im2col"); pass as `nn.Conv(..., conv_general_dilated=...)`.
+  (and elsewhere as `impl` says, see IMPLS); pass as `nn.Conv(..., conv_general_dilated=...)`.
   `operand_dtype` (e.g. bfloat16): the products' operands in that dtype, summed in float32."""
   def conv(lhs, rhs, result_dtype):
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
