@@ -44,10 +44,12 @@ echo "== gan_jax: without XLA's deterministic GPU ops (train.deterministic=False
     --batch 128,512 --dtype bfloat16 --paths model --steps "$steps" --warmup 10 \
     --repeats "$repeats" --json "$out_dir/jax_celeba64_nondeterministic.json"
 
-echo "== gan_jax: convolutions as im2col matrix products on the GPU too (model.conv_impl=im2col)"
-"$python" -m gan_jax.bench --config configs/celeba64.py --config.model.conv_impl=im2col \
-    --batch 128,512 --dtype float32,bfloat16 --paths model --steps "$steps" --warmup 10 \
-    --repeats "$repeats" --json "$out_dir/jax_celeba64_im2col.json"
+for impl in im2col im2col_rgb; do
+  echo "== gan_jax: convolutions as im2col matrix products on the GPU too (model.conv_impl=$impl)"
+  "$python" -m gan_jax.bench --config configs/celeba64.py --config.model.conv_impl=$impl \
+      --batch 128,512 --dtype float32,bfloat16 --paths model --steps "$steps" --warmup 10 \
+      --repeats "$repeats" --json "$out_dir/jax_celeba64_$impl.json"
+done
 
 echo "== summary against the targets"
 "$python" - "$out_dir" <<'EOF' | tee "$out_dir/summary.txt"
@@ -56,7 +58,7 @@ out = pathlib.Path(sys.argv[1])
 torch_rows = json.loads((out / "torch_celeba64.json").read_text())["rows"]
 jax_rows = []  # each row labelled with the run (file) it comes from
 for name in ("jax_celeba64", "jax_celeba64_scan10", "jax_celeba64_nondeterministic",
-             "jax_celeba64_im2col"):
+             "jax_celeba64_im2col", "jax_celeba64_im2col_rgb"):
   jax_rows += [{**row, "run": name} for row in json.loads((out / f"{name}.json").read_text())["rows"]]
 
 def best(rows, **where):
