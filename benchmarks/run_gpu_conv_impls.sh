@@ -17,16 +17,7 @@ steps="${STEPS:-50}"
 repeats="${REPEATS:-3}"
 impls="${IMPLS:-auto im2col im2col_rgb}"
 mkdir -p "$out_dir"
-source benchmarks/ensure_ml_collections.sh
-
-{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true
-  "$python" -c "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__)"
-  date -u +%Y-%m-%dT%H:%M:%SZ; } 2>&1 | tee "$out_dir/machine.txt"
-
-echo "== PyTorch reference"
-"$python" benchmarks/torch_reference.py --device cuda --resolution 64 --batch 128,512 \
-    --mode fp32,tf32,bf16 --steps "$steps" --warmup 10 --repeats "$repeats" \
-    --json "$out_dir/torch_celeba64.json"
+source benchmarks/gpu_reference.sh
 
 for impl in $impls; do
   echo "== gan_jax bfloat16, model.conv_impl=$impl ($(date -u +%H:%M:%S))"
