@@ -1,4 +1,4 @@
-"""Where a GPU step's time goes: GPU kernels of a jax.profiler trace, by kind and by XLA op.
+"""Where a GPU step's time goes: GPU kernels of a jax.profiler trace, by kind and by JAX op.
 
   python benchmarks/profile_summary.py TRACE_DIR --iterations N [--top 25]
 
@@ -40,7 +40,7 @@ def summarise(xplane: pathlib.Path, label: str, iterations: int, top: int) -> No
       continue
     by_kind, by_op = collections.Counter(), collections.Counter()
     kind_count, op_count, op_kernel = collections.Counter(), collections.Counter(), {}
-    first, last, busy, kernels = None, None, 0.0, 0
+    first, last = None, None
     for line in plane.lines:
       if not line.name.startswith("Stream"):  # "XLA Ops" etc. repeat the streams' events
         continue
@@ -56,10 +56,9 @@ def summarise(xplane: pathlib.Path, label: str, iterations: int, top: int) -> No
         by_op[op] += duration
         op_count[op] += 1
         op_kernel.setdefault(op, event.name)
-        busy += duration
-        kernels += 1
         first = event.start_ns if first is None else min(first, event.start_ns)
         last = max(last or 0, event.start_ns + event.duration_ns)
+    kernels, busy = sum(kind_count.values()), sum(by_kind.values())
     if not kernels:
       continue
     span = (last - first) / 1e3

@@ -19,25 +19,29 @@ impls="${IMPLS:-auto im2col im2col_rgb}"
 mkdir -p "$out_dir"
 source benchmarks/gpu_reference.sh
 
+bench() {  # bench JSON_NAME [bench flags]: bfloat16 model-path rows of configs/celeba64.py
+  local name="$1"; shift
+  "$python" -m gan_jax.bench --config configs/celeba64.py --dtype bfloat16 --paths model "$@" \
+      --json "$out_dir/$name.json"
+}
+
 for impl in $impls; do
   echo "== gan_jax bfloat16, model.conv_impl=$impl ($(date -u +%H:%M:%S))"
-  "$python" -m gan_jax.bench --config configs/celeba64.py --config.model.conv_impl="$impl" \
-      --batch 128,512 --dtype bfloat16 --paths model --steps "$steps" --warmup 10 \
-      --repeats "$repeats" --json "$out_dir/jax_$impl.json"
+  bench "jax_$impl" --config.model.conv_impl="$impl" --batch 128,512 --steps "$steps" \
+      --warmup 10 --repeats "$repeats"
 done
 
 last="${impls##* }"
 echo "== gan_jax bfloat16, model.conv_impl=$last, train.deterministic=False"
-"$python" -m gan_jax.bench --config configs/celeba64.py --config.model.conv_impl="$last" \
-    --config.train.deterministic=False --batch 128,512 --dtype bfloat16 --paths model \
-    --steps "$steps" --warmup 10 --repeats "$repeats" --json "$out_dir/jax_${last}_nondeterministic.json"
+bench "jax_${last}_nondeterministic" --config.model.conv_impl="$last" \
+    --config.train.deterministic=False --batch 128,512 --steps "$steps" --warmup 10 \
+    --repeats "$repeats"
 
 for deterministic in True False; do
   echo "== gan_jax bfloat16, model.conv_impl=$last, train.deterministic=$deterministic, --scan 10"
-  "$python" -m gan_jax.bench --config configs/celeba64.py --config.model.conv_impl="$last" \
-      --config.train.deterministic="$deterministic" --batch 128 --dtype bfloat16 --paths model \
-      --scan 10 --steps "$((steps * 2))" --warmup 2 --repeats "$repeats" \
-      --json "$out_dir/jax_${last}_deterministic${deterministic}_scan10.json"
+  bench "jax_${last}_deterministic${deterministic}_scan10" --config.model.conv_impl="$last" \
+      --config.train.deterministic="$deterministic" --batch 128 --scan 10 \
+      --steps "$((steps * 2))" --warmup 2 --repeats "$repeats"
 done
 
 # Without CUDA graphs (command buffers) every kernel carries its JAX op name in the trace;
@@ -45,9 +49,8 @@ done
 echo "== profile, batch 128, model.conv_impl=$last, no command buffers ($(date -u +%H:%M:%S))"
 rm -rf /tmp/gan_jax_profile /tmp/gan_jax_hlo
 XLA_FLAGS="--xla_gpu_enable_command_buffer= --xla_dump_to=/tmp/gan_jax_hlo --xla_dump_hlo_as_text" \
-  "$python" -m gan_jax.bench --config configs/celeba64.py --config.model.conv_impl="$last" \
-      --batch 128 --dtype bfloat16 --paths model --steps 20 --warmup 5 --repeats 1 \
-      --profile /tmp/gan_jax_profile --json "$out_dir/jax_${last}_profiled.json"
+  bench "jax_${last}_profiled" --config.model.conv_impl="$last" --batch 128 --steps 20 \
+      --warmup 5 --repeats 1 --profile /tmp/gan_jax_profile
 "$python" benchmarks/profile_summary.py /tmp/gan_jax_profile --iterations 20 --top 40 \
     | tee "$out_dir/profile_$last.txt"
 tar -czf "$out_dir/profile.tgz" -C /tmp gan_jax_profile
