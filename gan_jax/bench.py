@@ -430,4 +430,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from gan_jax.config_checks import parse_flags  # pylint: disable=import-outside-toplevel
+  app.run(main, flags_parser=parse_flags)

@@ -9,7 +9,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import checkpoint, distributed, train
+from gan_jax import checkpoint, collapse, distributed, prepare, train
+from gan_jax import config_checks
 from gan_jax.config_checks import ConfigError
 
 FLAGS = flags.FLAGS
@@ -39,9 +40,12 @@ def main(argv):
   logging.info("config:\n%s", FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (checkpoint.CheckpointError, ConfigError) as error:  # e.g. options that do not fit
+  # What a user can cause: options that do not fit, a bad data path or image set, a checkpoint
+  # of another config, losses that went NaN. Each message says what to change.
+  except (checkpoint.CheckpointError, ConfigError, prepare.DataError,
+          collapse.NonFiniteLossError) as error:
     sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_checks.parse_flags)

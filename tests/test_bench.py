@@ -73,6 +73,12 @@ def test_bench_rejects_bad_options_with_one_line():
   assert "--dtype 'float16' is not one of float32, bfloat16" in result.stderr
   assert "--dtype 'float32/int8' is not one of" in result.stderr
   assert "--paths 'disk' is not one of model, device, numpy, tfdata" in result.stderr
+  result = run_bench("--config", "configs/celeba64.py", "--config.model.conv_imp=im2col",
+                     check=False)
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: --config.model.conv_imp: the config has no option 'model.conv_imp'. "
+      "Did you mean --config.model.conv_impl?")
 
 
 def test_bench_imports_neither_tensorflow_nor_clu():

@@ -64,11 +64,30 @@ def test_main_without_flags_prints_usage():
   assert "--config" in result.stderr and "--workdir" in result.stderr
 
 
-def test_unknown_config_key_is_rejected(tmp_path):
-  result = run_main("--config", "configs/tiny.py", "--workdir", str(tmp_path),
-                    "--config.train.batch_sise=8")
-  assert result.returncode != 0
-  assert "batch_sise" in result.stderr
+@pytest.mark.parametrize("override, message", [
+    ("--config.train.batch_sise=8", "error: --config.train.batch_sise: the config has no option "
+     "'train.batch_sise'. Did you mean --config.train.batch_size"),
+    ("--config.trian.batch_size=8", "Did you mean --config.train.batch_size"),  # a section
+    ("--config.train.log_every=5", "Did you mean --config.log_every?"),  # in another section
+])
+def test_unknown_config_key_is_one_line_naming_the_option(tmp_path, override, message):
+  result = run_main("--config", "configs/tiny.py", "--workdir", str(tmp_path), override)
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith(f"error: {override.split('=')[0]}: the config has no option ")
+  assert message in last_line and last_line.endswith(
+      "configs/default.py lists every option (docs/options.md explains them).")
+
+
+def test_bad_data_path_is_one_line(tmp_path):
+  result = run_main("--config", "configs/tiny.py", "--workdir", str(tmp_path / "run"),
+                    f"--config.data.path={tmp_path / 'nowhere'}")
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: data path '{tmp_path / 'nowhere'}' does not exist; set --config.data.path to a "
+      "folder of face images, a prepared directory or a .npy file")
 
 
 def test_batch_not_divisible_by_devices(faces_dir, tmp_path):

@@ -7,6 +7,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from gan_jax import config_checks
 from gan_jax.state import create_state, param_count
 from gan_jax.train_step import GAN
 
@@ -27,4 +28,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_checks.parse_flags)
