@@ -17,7 +17,7 @@ from absl import app
 from ml_collections.config_flags import config_flags
 
 from gan_jax import augment, losses, optim
-from gan_jax.models import fast_conv
+from gan_jax.models import dcgan, fast_conv
 
 DTYPES = ("float32", "bfloat16")
 
@@ -70,6 +70,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(0.0 <= model.d_dropout < 1.0, f"model.d_dropout={model.d_dropout} must be in [0, 1)")
   _require(model.get("conv_impl", "auto") in fast_conv.IMPLS,
            f"model.conv_impl={model.get('conv_impl')!r} is not one of {', '.join(fast_conv.IMPLS)}")
+  _require(model.name == "dcgan", f"unknown model.name {model.name!r}; available: dcgan")
+  resolution = config.data.resolution
+  try:
+    dcgan.num_upsamplings(resolution)
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+  # D halves the image until it reaches d_final_size; an odd side on the way cannot halve.
+  final, size = model.get("d_final_size", 0) or dcgan.start_size(resolution), resolution
+  while size > final and size % 2 == 0:
+    size //= 2
+  _require(size <= final, f"model.d_final_size={final} is not reachable by halving "
+           f"data.resolution={resolution}; use one of its halvings, e.g. {dcgan.start_size(resolution)}")
 
   # Combinations.
   if not losses.get_loss(loss.name).label_targets:

@@ -36,6 +36,7 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from gan_jax import prepare
+from gan_jax.config_checks import ConfigError
 from gan_jax.models.dcgan import BATCH_AXIS
 
 PIPELINES = ("auto", "device", "tfdata", "numpy")
@@ -93,10 +94,10 @@ def flip_masks(seed: int, first_step: int, num_steps: int, batch_size: int) -> n
 def check_batch_size(batch_size: int, num_examples: int, process_count: int = 1) -> None:
   """Fail early when the global batch cannot be read from this data set."""
   if batch_size > num_examples:
-    raise ValueError(f"train.batch_size={batch_size} is larger than the data set "
+    raise prepare.DataError(f"train.batch_size={batch_size} is larger than the data set "
                      f"({num_examples} images); lower the batch size or add images")
   if batch_size % process_count:
-    raise ValueError(f"train.batch_size={batch_size} is not divisible by the {process_count} "
+    raise ConfigError(f"train.batch_size={batch_size} is not divisible by the {process_count} "
                      "processes; use a multiple of the process count")
 
 
@@ -136,7 +137,7 @@ def pipeline_state(step: int, seed: int) -> dict[str, int]:
 def start_step_from(saved: dict[str, int], seed: int) -> int:
   """The step to restart the pipeline at, from a saved `pipeline_state`."""
   if int(saved["seed"]) != int(seed):
-    raise ValueError(f"the checkpoint's input pipeline used seed {saved['seed']}, this run seed "
+    raise ConfigError(f"the checkpoint's input pipeline used seed {saved['seed']}, this run seed "
                      f"{seed}; resume with --config.seed={saved['seed']}")
   return int(saved["step"])
 
@@ -265,7 +266,7 @@ def device_resident_step(step_fn: Callable, num_examples: int, seed: int, batch_
 def choose_pipeline(requested: str, images: np.ndarray, device_budget_mb: float) -> str:
   """The path to use: 'auto' means device if the array fits the budget, else tf.data or numpy."""
   if requested not in PIPELINES:
-    raise ValueError(f"unknown data.pipeline {requested!r}; use one of {', '.join(PIPELINES)}")
+    raise ConfigError(f"unknown data.pipeline {requested!r}; use one of {', '.join(PIPELINES)}")
   if requested == "auto":
     if images.nbytes <= device_budget_mb * 2**20:
       return "device"

@@ -72,7 +72,8 @@ class DataParallel:
     """`replicated_data`: the step's second argument is the same on every device
     (the whole data set, put there once with `put_replicated`), not a split batch."""
     if mode not in PARALLEL_MODES:
-      raise ValueError(f"unknown parallel mode {mode!r}; use one of {', '.join(PARALLEL_MODES)}")
+      raise ConfigError(f"unknown parallel mode {mode!r}; use one of {', '.join(PARALLEL_MODES)} "
+                        "(--config.parallel)")
     self.mode = mode
     if mode == "shard_map":
       self.mesh = mesh if mesh is not None else make_mesh()

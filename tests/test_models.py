@@ -34,7 +34,7 @@ def test_36px_grows_from_9():
 
 
 def test_bad_resolution_and_shape_are_reported():
-  with pytest.raises(ValueError, match="resolution 48 is not"):
+  with pytest.raises(ValueError, match="data.resolution=48 is not"):
     Generator(resolution=48).init(jax.random.key(0), jnp.zeros((1, 8)), train=False)
   d = Discriminator(resolution=32, width=4)
   with pytest.raises(ValueError, match="discriminator for 32 px got images of shape"):

@@ -298,6 +298,11 @@ def test_instance_noise_anneals_linearly_to_zero():
     ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn' is not one of auto, im2col, im2col_rgb"),
     ({"train.conv_dtype": "float16"},
      "unknown train.conv_dtype 'float16'; use one of float32, bfloat16"),
+    ({"model.name": "stylegan"}, "unknown model.name 'stylegan'; available: dcgan"),
+    ({"data.resolution": 50}, r"data.resolution=50 is not 4 or 9 times a power of two"),
+    ({"data.resolution": 36, "model.d_final_size": 4},
+     r"model.d_final_size=4 is not reachable by halving data.resolution=36; use one of its "
+     r"halvings, e.g. 9"),
 ])
 def test_incompatible_or_invalid_config_fails_with_the_fix(overrides, message):
   with pytest.raises(config_checks.ConfigError, match=message):

@@ -80,14 +80,22 @@ def test_unknown_config_key_is_one_line_naming_the_option(tmp_path, override, me
       "configs/default.py lists every option (docs/options.md explains them).")
 
 
-def test_bad_data_path_is_one_line(tmp_path):
+@pytest.mark.parametrize("data, override, message", [
+    ("nowhere", "--config.seed=0", "error: data path '{path}' does not exist; set "
+     "--config.data.path to a folder of face images, a prepared directory or a .npy file"),
+    ("faces.npy", "--config.seed=0", "error: train.batch_size=32 is larger than the data set "
+     "(10 images); lower the batch size or add images"),
+    ("faces.npy", "--config.data.resolution=24", "error: data.resolution=24 is not 4 or 9 times "
+     "a power of two >= 2 (use 8, 16, 32, 36, 64, 128, ...)"),
+])
+def test_bad_data_or_options_are_one_line(tmp_path, data, override, message):
+  np.save(tmp_path / "faces.npy", np.zeros((10, 16, 16, 3), np.uint8))
+  path = tmp_path / data
   result = run_main("--config", "configs/tiny.py", "--workdir", str(tmp_path / "run"),
-                    f"--config.data.path={tmp_path / 'nowhere'}")
+                    f"--config.data.path={path}", override)
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
-  assert result.stderr.strip().splitlines()[-1] == (
-      f"error: data path '{tmp_path / 'nowhere'}' does not exist; set --config.data.path to a "
-      "folder of face images, a prepared directory or a .npy file")
+  assert result.stderr.strip().splitlines()[-1] == message.format(path=path)
 
 
 def test_batch_not_divisible_by_devices(faces_dir, tmp_path):

@@ -42,7 +42,7 @@ def num_upsamplings(resolution: int) -> int:
   start = start_size(resolution)
   steps = math.log2(resolution / start) if resolution >= start else -1
   if steps < 1 or steps != int(steps):
-    raise ValueError(f"resolution {resolution} is not 4 or 9 times a power of two >= 2 "
+    raise ValueError(f"data.resolution={resolution} is not 4 or 9 times a power of two >= 2 "
                      "(use 8, 16, 32, 36, 64, 128, ...)")
   return int(steps)
 
