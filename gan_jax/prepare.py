@@ -532,8 +532,8 @@ def load_image_array(path: os.PathLike | str, resolution: int | None, crop: str 
   """
   path = pathlib.Path(path)
   if not path.exists():
-    raise DataError(f"data path {str(path)!r} does not exist; set --config.data.path to a folder of "
-                    "face images or a prepared .npy file")
+    raise DataError(f"data path {str(path)!r} does not exist; give a folder of face images, a "
+                    "prepared directory or a .npy file")
   if path.is_file():
     if path.suffix != ".npy":
       raise DataError(f"{path} is a file but not a .npy array; give a folder of images or a .npy file")

@@ -47,7 +47,10 @@ def test_data_defaults_to_the_runs_data(tiny_workdir, tmp_path, capsys):
 def test_user_errors(tiny_workdir, tmp_path, capsys):
   args = ["--workdir", str(tiny_workdir), "--out", str(tmp_path / "n.png")]
   assert nearest.main(args + ["--data", str(tmp_path / "missing")]) == 1
-  assert "does not exist" in capsys.readouterr().err
+  # gan_jax.nearest has --data, not --config.data.path: the message must not send users there
+  assert capsys.readouterr().err.strip() == (
+      f"error: data path '{tmp_path / 'missing'}' does not exist; give a folder of face images, "
+      "a prepared directory or a .npy file")
   assert nearest.main(args + ["--k", "100000"]) == 1
   assert "--k must be between 1 and the 512" in capsys.readouterr().err
 
