@@ -80,8 +80,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   final, size = model.get("d_final_size", 0) or dcgan.start_size(resolution), resolution
   while size > final and size % 2 == 0:
     size //= 2
-  _require(size <= final, f"model.d_final_size={final} is not reachable by halving "
-           f"data.resolution={resolution}; use one of its halvings, e.g. {dcgan.start_size(resolution)}")
+  _require(size <= final, f"model.d_final_size={final} is not reachable by halving data.resolution="
+           f"{resolution}; use one of its halvings, e.g. {dcgan.start_size(resolution)}")
 
   # Combinations.
   if not losses.get_loss(loss.name).label_targets:
@@ -124,9 +124,20 @@ def unknown_option_message(config: ml_collections.ConfigDict, args: list[str]) -
     near = difflib.get_close_matches(path, options, n=3, cutoff=0.7)  # most alike first
     near += [option for option in options
              if option.rsplit(".", 1)[-1] == leaf and option not in near]  # in another section
-    hint = f" Did you mean {' or '.join('--config.' + option for option in near[:3])}?" if near else ""
+    hint = (f" Did you mean {' or '.join('--config.' + option for option in near[:3])}?"
+            if near else "")
     return (f"--config.{path}: the config has no option {path!r}.{hint} "
             "configs/default.py lists every option (docs/options.md explains them).")
+  return None
+
+
+def _config_file(argv: list[str]) -> str | None:
+  """The value of `--config FILE` or `--config=FILE` in argv."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg[len("--config="):]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
   return None
 
 
@@ -137,9 +148,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (AttributeError, KeyError):  # how ml_collections reports a key it does not have
     # The error comes while --config itself is parsed (it applies the overrides), so
     # the flag holds no config yet: load the file again to list its options.
-    path = next((argv[i + 1] if arg == "--config" else arg[len("--config="):]
-                 for i, arg in enumerate(argv[:-1] + [""]) if arg == "--config" or
-                 arg.startswith("--config=")), None)
+    path = _config_file(argv)
     if path is None:
       raise
     config = config_flags.ConfigFileFlagParser("config").parse(path)

@@ -95,10 +95,10 @@ def check_batch_size(batch_size: int, num_examples: int, process_count: int = 1)
   """Fail early when the global batch cannot be read from this data set."""
   if batch_size > num_examples:
     raise prepare.DataError(f"train.batch_size={batch_size} is larger than the data set "
-                     f"({num_examples} images); lower the batch size or add images")
+                            f"({num_examples} images); lower the batch size or add images")
   if batch_size % process_count:
     raise ConfigError(f"train.batch_size={batch_size} is not divisible by the {process_count} "
-                     "processes; use a multiple of the process count")
+                      "processes; use a multiple of the process count")
 
 
 def batch_indices(seed: int, step: int, batch_size: int, num_examples: int) -> np.ndarray:
@@ -138,7 +138,7 @@ def start_step_from(saved: dict[str, int], seed: int) -> int:
   """The step to restart the pipeline at, from a saved `pipeline_state`."""
   if int(saved["seed"]) != int(seed):
     raise ConfigError(f"the checkpoint's input pipeline used seed {saved['seed']}, this run seed "
-                     f"{seed}; resume with --config.seed={saved['seed']}")
+                      f"{seed}; resume with --config.seed={saved['seed']}")
   return int(saved["step"])
 
 

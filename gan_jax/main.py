@@ -9,9 +9,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import checkpoint, collapse, distributed, prepare, train
-from gan_jax import config_checks
-from gan_jax.config_checks import ConfigError
+from gan_jax import checkpoint, collapse, config_checks, distributed, prepare, train
 
 FLAGS = flags.FLAGS
 
@@ -42,7 +40,7 @@ def main(argv):
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   # What a user can cause: options that do not fit, a bad data path or image set, a checkpoint
   # of another config, losses that went NaN. Each message says what to change.
-  except (checkpoint.CheckpointError, ConfigError, prepare.DataError,
+  except (checkpoint.CheckpointError, config_checks.ConfigError, prepare.DataError,
           collapse.NonFiniteLossError) as error:
     sys.exit(f"error: {error}")
 
