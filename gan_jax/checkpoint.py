@@ -33,6 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from gan_jax.config_checks import flatten_options
 from gan_jax.state import GANState, create_state
 
 CHECKPOINT_DIR = "checkpoints"
@@ -246,16 +247,6 @@ def check_fits(manager: ocp.CheckpointManager, step: int, target: Any) -> None:
 
 # --- config compatibility ---
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def may_change_on_resume(name: str) -> bool:
   """Whether the dotted config option `name` may differ from the checkpoint's."""
   groups = [prefix for prefix in RESUMABLE_CHANGES if prefix.endswith(".")]
@@ -267,9 +258,9 @@ def may_change_on_resume(name: str) -> bool:
 def config_differences(saved: dict, current: dict) -> list[str]:
   """'name: saved X, now Y' for every option that must not change on resume."""
   missing = "(absent)"
-  saved = _flatten(saved)
+  saved = flatten_options(saved)
   # Compare through JSON so that tuples/lists etc. look as they do on disk.
-  current = _flatten(json.loads(json.dumps(current)))
+  current = flatten_options(json.loads(json.dumps(current)))
   changed = [name for name in sorted(set(saved) | set(current))
              if saved.get(name, missing) != current.get(name, missing)]
   return [f"{name}: saved {saved.get(name, missing)!r}, now {current.get(name, missing)!r}"
@@ -285,7 +276,7 @@ def check_config(saved: dict, config: ml_collections.ConfigDict, workdir: Any) -
         f"{workdir} holds a run with a different config, so it cannot be resumed: "
         + "; ".join(differences) + ". Use a new --workdir, or pass the saved values (only "
         + ", ".join(allowed) + " and the top-level *_every options may change on resume).")
-  saved, now = _flatten(saved), _flatten(config.to_dict())
+  saved, now = flatten_options(saved), flatten_options(config.to_dict())
   for name in sorted(WARN_ON_CHANGE):
     if saved.get(name) != now.get(name):
       logging.warning("resuming with %s=%r; the checkpoint was trained with %r",

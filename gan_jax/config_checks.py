@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+from typing import Any
 
 import ml_collections
 from absl import app
@@ -71,17 +72,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(model.get("conv_impl", "auto") in fast_conv.IMPLS,
            f"model.conv_impl={model.get('conv_impl')!r} is not one of {', '.join(fast_conv.IMPLS)}")
   _require(model.name == "dcgan", f"unknown model.name {model.name!r}; available: dcgan")
-  resolution = config.data.resolution
-  try:
-    dcgan.num_upsamplings(resolution)
+  try:  # the sizes G and D can be built for
+    dcgan.num_upsamplings(config.data.resolution)
+    dcgan.num_downsamplings(config.data.resolution, model.get("d_final_size", 0))
   except ValueError as error:
     raise ConfigError(str(error)) from None
-  # D halves the image until it reaches d_final_size; an odd side on the way cannot halve.
-  final, size = model.get("d_final_size", 0) or dcgan.start_size(resolution), resolution
-  while size > final and size % 2 == 0:
-    size //= 2
-  _require(size <= final, f"model.d_final_size={final} is not reachable by halving data.resolution="
-           f"{resolution}; use one of its halvings, e.g. {dcgan.start_size(resolution)}")
 
   # Combinations.
   if not losses.get_loss(loss.name).label_targets:
@@ -100,19 +95,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            "set --config.model.d_batch_norm=False or --config.loss.r1_gamma=0")
 
 
-def _option_paths(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-  paths = []
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      paths += _option_paths(value, f"{prefix}{key}.")
+def flatten_options(tree: dict, prefix: str = "") -> dict[str, Any]:
+  """A nested config dict (`ConfigDict.to_dict()`, or as saved) as {"section.option": value}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten_options(value, f"{prefix}{key}."))
     else:
-      paths.append(prefix + key)
-  return paths
+      flat[f"{prefix}{key}"] = value
+  return flat
 
 
 def unknown_option_message(config: ml_collections.ConfigDict, args: list[str]) -> str | None:
   """What is wrong with the first `--config.KEY[=VALUE]` of `args` naming no option, or None."""
-  options = _option_paths(config)
+  options = list(flatten_options(config.to_dict()))
   sections = {path.rsplit(".", 1)[0] for path in options if "." in path}
   for arg in args:
     if not arg.startswith("--config."):

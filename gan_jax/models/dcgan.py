@@ -47,6 +47,17 @@ def num_upsamplings(resolution: int) -> int:
   return int(steps)
 
 
+def num_downsamplings(resolution: int, final_size: int = 0) -> int:
+  """How many times D halves `resolution` to reach `final_size` (0: G's start size)."""
+  final, size, steps = final_size or start_size(resolution), resolution, 0
+  while size > final:
+    if size % 2:  # an odd side cannot halve
+      raise ValueError(f"model.d_final_size={final} is not reachable by halving data.resolution="
+                       f"{resolution}; use one of its halvings, e.g. {start_size(resolution)}")
+    size, steps = size // 2, steps + 1
+  return steps
+
+
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
   # momentum 0.9 == PyTorch's 0.1; statistics synchronised across devices.
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
@@ -106,14 +117,11 @@ class Discriminator(nn.Module):
       # The power-iteration vector lives in 'batch_stats' and advances in training.
       return nn.SpectralNorm(layer, name=f"{layer.name}_sn")(x, update_stats=train)
 
-    final = self.final_size or start_size(self.resolution)
     if x.shape[1:] != (self.resolution, self.resolution, 3):
       raise ValueError(f"discriminator for {self.resolution} px got images of shape {x.shape[1:]}")
     x = x.astype(self.dtype)
-    size, channels, i = self.resolution, self.width, 0
-    while size > final:
-      if size % 2:
-        raise ValueError(f"model.d_final_size={final} is not reachable by halving {self.resolution}")
+    channels = self.width
+    for i in range(num_downsamplings(self.resolution, self.final_size)):
       x = apply(nn.Conv(channels, (4, 4), strides=(2, 2), padding="SAME",
                         use_bias=i == 0 or not self.batch_norm, kernel_init=dcgan_init,
                         dtype=self.dtype, name=f"down{i}",
@@ -125,7 +133,7 @@ class Discriminator(nn.Module):
       x = nn.leaky_relu(x, 0.2)
       if self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-      size, channels, i = size // 2, channels * 2, i + 1
+      channels *= 2
     x = x.reshape(x.shape[0], -1)
     logit = apply(nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit"), x)
     return logit[:, 0].astype(jnp.float32)
