@@ -231,9 +231,11 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from gan_jax import input_pipeline, parallel  # pylint: disable=import-outside-toplevel
-  from gan_jax.state import create_state  # pylint: disable=import-outside-toplevel
-  from gan_jax.train_step import GAN, make_train_step  # pylint: disable=import-outside-toplevel
+  from gan_jax import parallel  # pylint: disable=import-outside-toplevel
+  from gan_jax.data import pipeline as input_pipeline  # pylint: disable=import-outside-toplevel
+  from gan_jax.training.state import create_state  # pylint: disable=import-outside-toplevel
+  from gan_jax.training.gan import GAN  # pylint: disable=import-outside-toplevel
+  from gan_jax.training.step import make_train_step  # pylint: disable=import-outside-toplevel
 
   config = config.copy_and_resolve_references()
   config.train.batch_size = batch
@@ -348,7 +350,7 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
   """Time every (batch, dtype, path), print the table, and return (and write) the results."""
   import jax  # pylint: disable=import-outside-toplevel
 
-  from gan_jax import prepare  # pylint: disable=import-outside-toplevel
+  from gan_jax.data import prepare  # pylint: disable=import-outside-toplevel
 
   available = jax.devices()
   if num_devices < 0 or num_devices > len(available):
@@ -400,7 +402,7 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from gan_jax.config_checks import DTYPES  # pylint: disable=import-outside-toplevel
+  from gan_jax.config.checks import DTYPES  # pylint: disable=import-outside-toplevel
   config = FLAGS.config
   try:
     batches = [int(b) for b in FLAGS.batch] if FLAGS.batch else [config.train.batch_size]
@@ -430,5 +432,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from gan_jax.config_checks import parse_flags  # pylint: disable=import-outside-toplevel
+  from gan_jax.config.checks import parse_flags  # pylint: disable=import-outside-toplevel
   app.run(main, flags_parser=parse_flags)

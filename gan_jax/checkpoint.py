@@ -33,8 +33,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from gan_jax.config_checks import flatten_options
-from gan_jax.state import GANState, create_state
+from gan_jax.config.checks import flatten_options
+from gan_jax.training.state import GANState, create_state
+from gan_jax.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 # Unreadable steps are moved here (not deleted) when a resume falls back past them.
@@ -53,9 +54,6 @@ RESUMABLE_CHANGES = frozenset({
 # Of those, the ones worth a warning: the same images may live elsewhere now.
 WARN_ON_CHANGE = frozenset({"data.path"})
 
-
-class CheckpointError(ValueError):
-  """A checkpoint cannot be used; the message says why and what to do."""
 
 
 # --- the state as a tree of plain arrays ---
@@ -436,7 +434,7 @@ def load_generator(workdir: str | pathlib.Path, step: int | None = None):
   item), onto the default device. The EMA parameters are returned as g_params
   when the run kept them.
   """
-  from gan_jax.train_step import GAN  # here: the model code is only needed for sampling
+  from gan_jax.training.gan import GAN  # here: the model code is only needed for sampling
   manager = make_manager(workdir, read_only=True)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 

@@ -24,6 +24,7 @@ from typing import Mapping
 
 import jax
 import numpy as np
+from gan_jax.errors import DistributedError
 
 COORDINATOR_ENV = "GAN_JAX_COORDINATOR"
 NUM_PROCESSES_ENV = "GAN_JAX_NUM_PROCESSES"
@@ -34,9 +35,6 @@ SLURM_STEP_VARIABLES = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "
 # A coordinator at one of these listens on loopback only.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
-
-class DistributedError(ValueError):
-  """Multi-process settings that cannot work; the message says what to set."""
 
 
 @dataclasses.dataclass(frozen=True)

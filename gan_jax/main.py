@@ -9,7 +9,10 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import checkpoint, collapse, config_checks, distributed, prepare, train
+from gan_jax import checkpoint, distributed, train
+from gan_jax.monitor import collapse
+from gan_jax.config import checks as config_checks
+from gan_jax.data import prepare
 
 FLAGS = flags.FLAGS
 

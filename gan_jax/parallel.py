@@ -13,10 +13,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from gan_jax.config_checks import ConfigError
-from gan_jax.models.dcgan import BATCH_AXIS
+from gan_jax.errors import ConfigError
 
 PARALLEL_MODES = ("shard_map", "pmap")
+# The mapped axis of the data-parallel step: gradients, metrics and batch-norm
+# statistics are averaged over it (lax.pmean(..., BATCH_AXIS)).
+BATCH_AXIS = "batch"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -12,10 +12,14 @@ import jax
 import ml_collections
 from absl import logging
 
-from gan_jax import checkpoint, distributed, input_pipeline, monitoring, parallel, prepare
-from gan_jax import periodic_eval
-from gan_jax.state import GANState, create_state
-from gan_jax.train_step import GAN, make_train_step
+from gan_jax import checkpoint, distributed, parallel
+from gan_jax.data import pipeline as input_pipeline
+from gan_jax.monitor import monitor as monitoring
+from gan_jax.data import prepare
+from gan_jax.eval import evaluator as periodic_eval
+from gan_jax.training.state import GANState, create_state
+from gan_jax.training.gan import GAN
+from gan_jax.training.step import make_train_step
 
 # Independent random streams derived from config.seed.
 SAMPLE_NOISE_STREAM = 1

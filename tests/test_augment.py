@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import augment
+from gan_jax.training import augment
 
 POLICY = "color,translation,cutout"
 

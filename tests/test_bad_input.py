@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from gan_jax import input_pipeline, prepare, train
+from gan_jax import train
+from gan_jax.data import pipeline as input_pipeline
+from gan_jax.data import prepare
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSh
 
 from configs import tiny
 from gan_jax import checkpoint
-from gan_jax.train_step import GAN
+from gan_jax.training.gan import GAN
 
 
 def tiny_config(**train):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from gan_jax import collapse, train
+from gan_jax import train
+from gan_jax.monitor import collapse
 
 
 def test_mean_pairwise_distance():

@@ -19,7 +19,7 @@ import pytest
 
 from configs import tiny
 from gan_jax import checkpoint, distributed, train
-from gan_jax.config_checks import ConfigError
+from gan_jax.config.checks import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -120,7 +120,7 @@ def hidden_tensorflow(directory: pathlib.Path) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def runs(faces_dir, tmp_path_factory):
   """Train STEPS steps of configs/tiny.py: 1 process x 4 devices, and 2 processes x 2 devices."""
-  from gan_jax import prepare
+  from gan_jax.data import prepare
   root = tmp_path_factory.mktemp("distributed")
   hide_tf = hidden_tensorflow(root / "no_tf")
   # Prepared once here (it is cached), not by three processes at once.

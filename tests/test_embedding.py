@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 import threadpoolctl
 
-from gan_jax import evaluate
+from gan_jax.eval import evaluate
 from gan_jax.metrics import embedding
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from gan_jax import evaluate
+from gan_jax.eval import evaluate
 from gan_jax.metrics import weights
 
 PIXELS = ["--features", "pixels", "--num_samples", "48", "--batch", "16"]

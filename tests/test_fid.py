@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gan_jax import prepare
+from gan_jax.data import prepare
 from gan_jax.metrics import fid
 from gan_jax.metrics import frechet
 

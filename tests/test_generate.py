@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from gan_jax import generate, sampling
+from gan_jax.explore import generate
+from gan_jax.explore import loader as sampling
 
 
 def run_generate(workdir, out, *flags):

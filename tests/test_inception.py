@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import evaluate
-from gan_jax import prepare
+from gan_jax.eval import evaluate
+from gan_jax.data import prepare
 from gan_jax.metrics import inception
 from gan_jax.metrics import weights
 

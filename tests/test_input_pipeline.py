@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from jax import lax
 
-from gan_jax import input_pipeline, parallel, prepare
-from gan_jax.models.dcgan import BATCH_AXIS
+from gan_jax import parallel
+from gan_jax.data import pipeline as input_pipeline
+from gan_jax.data import prepare
+from gan_jax.parallel import BATCH_AXIS
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SEED, BATCH, STEPS = 3, 16, 14   # 100 images: 6 steps per epoch, so 14 steps cross two epochs
@@ -151,7 +153,8 @@ def test_training_on_the_device_path_without_tensorflow(tmp_path):
       state = train.train_and_evaluate(config, {str(tmp_path / "run")!r})
       assert int(state.step) == 3, state.step
       assert sys.modules["tensorflow"] is None
-      from gan_jax import input_pipeline, prepare
+      from gan_jax.data import pipeline as input_pipeline
+      from gan_jax.data import prepare
       faces = prepare.training_images(config.data.path, 16)
       assert input_pipeline.choose_pipeline("auto", faces, 0) == "numpy"   # never tf.data
       print("trained", int(state.step), "steps without tensorflow")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import interpolate, sampling
+from gan_jax.explore import interpolate
+from gan_jax.explore import loader as sampling
 
 
 @pytest.mark.parametrize("method", ["slerp", "lerp"])

@@ -11,8 +11,8 @@ import pytest
 from configs import celeba64
 from gan_jax.models import Discriminator, Generator
 from gan_jax.models.dcgan import num_upsamplings, start_size
-from gan_jax.state import create_state, param_count
-from gan_jax.train_step import GAN
+from gan_jax.training.state import create_state, param_count
+from gan_jax.training.gan import GAN
 
 
 @pytest.mark.parametrize("resolution", [16, 32, 36, 64, 128])

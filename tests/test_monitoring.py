@@ -16,8 +16,10 @@ from jax import lax
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import tiny
-from gan_jax import collapse, monitoring, parallel, train
-from gan_jax.models.dcgan import BATCH_AXIS
+from gan_jax import parallel, train
+from gan_jax.monitor import collapse
+from gan_jax.monitor import monitor as monitoring
+from gan_jax.parallel import BATCH_AXIS
 
 TRAIN_SCALARS = ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm",
                  "g_lr", "d_lr", "images_per_sec", "step_time")

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import generate, nearest, sampling
+from gan_jax.explore import generate
+from gan_jax.explore import nearest
+from gan_jax.explore import loader as sampling
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import checkpoint, evaluate, periodic_eval, train
-from gan_jax.config_checks import ConfigError
-from gan_jax.train_step import GAN
+from gan_jax import checkpoint, train
+from gan_jax.eval import evaluate
+from gan_jax.eval import evaluator as periodic_eval
+from gan_jax.config.checks import ConfigError
+from gan_jax.training.gan import GAN
 
 NUM_SAMPLES, BATCH = 48, 16
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from gan_jax import images as image_lib
-from gan_jax import plots
+from gan_jax.monitor import plots
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

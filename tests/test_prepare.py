@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import prepare
+from gan_jax.data import prepare
 
 
 def save(path: pathlib.Path, mode: str, size=(12, 10), color=None, **kwargs) -> pathlib.Path:

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import generate, interpolate, project, sampling
+from gan_jax.explore import generate
+from gan_jax.explore import interpolate
+from gan_jax.explore import project
+from gan_jax.explore import loader as sampling
 
 
 def test_projects_a_generated_face(tiny_workdir, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from gan_jax import config_checks
+from gan_jax.config import checks as config_checks
 from gan_jax.metrics import inception
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))

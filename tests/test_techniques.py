@@ -17,10 +17,15 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from gan_jax import config_checks, input_pipeline, optim, parallel, train_step
+from gan_jax import parallel
+from gan_jax.config import checks as config_checks
+from gan_jax.data import pipeline as input_pipeline
+from gan_jax.training import optim
+from gan_jax.training import step as train_step
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
-from gan_jax.state import create_state
-from gan_jax.train_step import GAN, make_train_step
+from gan_jax.training.state import create_state
+from gan_jax.training.gan import GAN
+from gan_jax.training.step import make_train_step
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

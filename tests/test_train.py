@@ -12,8 +12,8 @@ import pytest
 from configs import tiny
 from gan_jax import train
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
-from gan_jax.state import create_state
-from gan_jax.train_step import GAN
+from gan_jax.training.state import create_state
+from gan_jax.training.gan import GAN
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

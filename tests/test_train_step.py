@@ -7,8 +7,9 @@ import pytest
 
 from configs import tiny
 from gan_jax import parallel
-from gan_jax.state import create_state
-from gan_jax.train_step import GAN, make_train_step
+from gan_jax.training.state import create_state
+from gan_jax.training.gan import GAN
+from gan_jax.training.step import make_train_step
 
 
 def tiny_gan(**overrides):

@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from gan_jax import prepare
+from gan_jax.data import prepare
 from gan_jax.metrics import frechet
 from gan_jax.metrics import inception
 from gan_jax.metrics import weights

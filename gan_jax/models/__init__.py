@@ -1,29 +1,34 @@
-"""Generator and discriminator models, built from a config."""
+"""Model families, chosen by `model.name`: `models.build(config)` -> (generator, discriminator).
+
+A family is one module here (see docs/architecture.md, "Adding a model family") with
+  check(config)             raise errors.ConfigError for options it cannot build
+  build(config, axis_name)  its (generator, discriminator) Flax modules
+and one entry in FAMILIES. Models know nothing of training: the trainer passes
+the name of the mapped axis over which batch norm averages its statistics.
+"""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import ml_collections
 
-from gan_jax.models.dcgan import Discriminator, Generator
+from gan_jax.errors import ConfigError
+from gan_jax.models import dcgan
 
-__all__ = ["Discriminator", "Generator", "build_models"]
+FAMILIES = {"dcgan": dcgan}
 
 
-def build_models(config: ml_collections.ConfigDict) -> tuple[Generator, Discriminator]:
-  """The (generator, discriminator) pair that `config.model` describes."""
-  model, resolution = config.model, config.data.resolution
-  if model.name != "dcgan":
-    raise ValueError(f"unknown model.name {model.name!r}; available: dcgan")
-  dtype = jnp.dtype(config.train.dtype)
-  conv_impl = model.get("conv_impl", "auto")
-  conv_dtype = jnp.dtype(config.train.conv_dtype) if config.train.get("conv_dtype") else None
-  generator = Generator(resolution=resolution, width=model.g_width or model.width,
-                        batch_norm=model.g_batch_norm, dtype=dtype, conv_impl=conv_impl,
-                        conv_dtype=conv_dtype)
-  discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
-                                batch_norm=model.d_batch_norm, final_size=model.d_final_size,
-                                dropout=model.d_dropout,
-                                spectral_norm=model.d_spectral_norm, dtype=dtype,
-                                conv_impl=conv_impl, conv_dtype=conv_dtype)
-  return generator, discriminator
+def family(name: str):
+  """The module of model family `name`; ConfigError naming the known ones otherwise."""
+  if name not in FAMILIES:
+    raise ConfigError(f"unknown model.name {name!r}; available: {', '.join(sorted(FAMILIES))}")
+  return FAMILIES[name]
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Raise ConfigError for a model.name or model options its family cannot build."""
+  family(config.model.name).check(config)
+
+
+def build(config: ml_collections.ConfigDict, axis_name: str | None = None):
+  """(generator, discriminator) of `config.model.name`, batch norm synchronised over `axis_name`."""
+  return family(config.model.name).build(config, axis_name)

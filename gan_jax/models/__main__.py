@@ -7,9 +7,9 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from gan_jax import config_checks
-from gan_jax.state import create_state, param_count
-from gan_jax.train_step import GAN
+from gan_jax.config import checks as config_checks
+from gan_jax.training.state import create_state, param_count
+from gan_jax.training.gan import GAN
 
 config_flags.DEFINE_config_file("config", None, "Configuration file (configs/*.py).")
 flags.mark_flags_as_required(["config"])

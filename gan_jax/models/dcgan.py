@@ -15,7 +15,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from gan_jax.errors import ConfigError
 from gan_jax.models import fast_conv
 
 # The DCGAN paper's initialisation: every weight from N(0, 0.02).
@@ -26,10 +28,6 @@ dcgan_init = nn.initializers.normal(stddev=0.02)
 def bn_scale_init(key, shape, dtype=jnp.float32):
   """Batch-norm scale from N(1, 0.02), as in the reference DCGAN code."""
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
-
-
-# Batch-norm statistics are averaged over this mapped axis (shard_map / pmap).
-BATCH_AXIS = "batch"
 
 
 def start_size(resolution: int) -> int:
@@ -58,10 +56,12 @@ def num_downsamplings(resolution: int, final_size: int = 0) -> int:
   return steps
 
 
-def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
-  # momentum 0.9 == PyTorch's 0.1; statistics synchronised across devices.
+def batch_norm(train: bool, dtype: Any, axis_name: str | None, name: str | None = None
+               ) -> nn.BatchNorm:
+  # momentum 0.9 == PyTorch's 0.1; in training, statistics are averaged over the
+  # devices of the mapped axis `axis_name` (the trainer's data-parallel axis).
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      axis_name=BATCH_AXIS if train else None, dtype=dtype,
+                      axis_name=axis_name if train else None, dtype=dtype,
                       scale_init=bn_scale_init,
                       name=name)
 
@@ -74,6 +74,7 @@ class Generator(nn.Module):
   dtype: Any = jnp.float32  # computation dtype; params stay float32
   conv_impl: str = "auto"   # fast_conv.IMPLS
   conv_dtype: Any = None    # operand dtype of the convolutions' products (None: dtype)
+  axis_name: str | None = None  # mapped axis whose devices share batch-norm statistics
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -85,7 +86,7 @@ class Generator(nn.Module):
     x = x.reshape(z.shape[0], size, size, channels)
     for i in range(steps):
       if self.batch_norm:
-        x = batch_norm(train, self.dtype, name=f"bn{i}")(x)
+        x = batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
       x = nn.relu(x)
       last = i == steps - 1
       channels = 3 if last else channels // 2
@@ -108,6 +109,7 @@ class Discriminator(nn.Module):
   dtype: Any = jnp.float32
   conv_impl: str = "auto"   # fast_conv.IMPLS
   conv_dtype: Any = None    # operand dtype of the convolutions' products (None: dtype)
+  axis_name: str | None = None  # mapped axis whose devices share batch-norm statistics
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -129,7 +131,7 @@ class Discriminator(nn.Module):
                             fast_conv.conv_general_dilated, impl=self.conv_impl,
                             operand_dtype=self.conv_dtype)), x)
       if i > 0 and self.batch_norm:
-        x = batch_norm(train, self.dtype, name=f"bn{i}")(x)
+        x = batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)
       if self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -137,3 +139,40 @@ class Discriminator(nn.Module):
     x = x.reshape(x.shape[0], -1)
     logit = apply(nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit"), x)
     return logit[:, 0].astype(jnp.float32)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Raise ConfigError for model options this family cannot build (before anything compiles)."""
+  model = config.model
+  if not 0.0 <= model.d_dropout < 1.0:
+    raise ConfigError(f"model.d_dropout={model.d_dropout} must be in [0, 1)")
+  if model.get("conv_impl", "auto") not in fast_conv.IMPLS:
+    raise ConfigError(f"model.conv_impl={model.get('conv_impl')!r} is not one of "
+                      f"{', '.join(fast_conv.IMPLS)}")
+  try:  # the sizes G and D can be built for
+    num_upsamplings(config.data.resolution)
+    num_downsamplings(config.data.resolution, model.get("d_final_size", 0))
+  except ValueError as error:
+    raise ConfigError(str(error)) from None
+
+
+def build(config: ml_collections.ConfigDict, axis_name: str | None = None
+          ) -> tuple[Generator, Discriminator]:
+  """The (generator, discriminator) pair that `config.model` describes.
+
+  `axis_name`: the mapped axis the trainer runs the step under; batch norm
+  averages its statistics over it (None: no cross-device averaging).
+  """
+  model, resolution = config.model, config.data.resolution
+  dtype = jnp.dtype(config.train.dtype)
+  conv_impl = model.get("conv_impl", "auto")
+  conv_dtype = jnp.dtype(config.train.conv_dtype) if config.train.get("conv_dtype") else None
+  generator = Generator(resolution=resolution, width=model.g_width or model.width,
+                        batch_norm=model.g_batch_norm, dtype=dtype, conv_impl=conv_impl,
+                        conv_dtype=conv_dtype, axis_name=axis_name)
+  discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
+                                batch_norm=model.d_batch_norm, final_size=model.d_final_size,
+                                dropout=model.d_dropout,
+                                spectral_norm=model.d_spectral_norm, dtype=dtype,
+                                conv_impl=conv_impl, conv_dtype=conv_dtype, axis_name=axis_name)
+  return generator, discriminator

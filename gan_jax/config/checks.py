@@ -17,14 +17,14 @@ import ml_collections
 from absl import app
 from ml_collections.config_flags import config_flags
 
-from gan_jax import augment, losses, optim
-from gan_jax.models import dcgan, fast_conv
+from gan_jax.training import augment
+from gan_jax.training import losses
+from gan_jax.training import optim
+from gan_jax import models
+from gan_jax.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
 
-
-class ConfigError(ValueError):
-  """A config option, or a combination of them, that cannot train."""
 
 
 def _require(ok: bool, message: str) -> None:
@@ -68,15 +68,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"train.instance_noise={train.instance_noise} and train.instance_noise_steps="
            f"{train.instance_noise_steps} must be >= 0")
   _require(optimizer.warmup_steps >= 0, f"optim.warmup_steps={optimizer.warmup_steps} must be >= 0")
-  _require(0.0 <= model.d_dropout < 1.0, f"model.d_dropout={model.d_dropout} must be in [0, 1)")
-  _require(model.get("conv_impl", "auto") in fast_conv.IMPLS,
-           f"model.conv_impl={model.get('conv_impl')!r} is not one of {', '.join(fast_conv.IMPLS)}")
-  _require(model.name == "dcgan", f"unknown model.name {model.name!r}; available: dcgan")
-  try:  # the sizes G and D can be built for
-    dcgan.num_upsamplings(config.data.resolution)
-    dcgan.num_downsamplings(config.data.resolution, model.get("d_final_size", 0))
-  except ValueError as error:
-    raise ConfigError(str(error)) from None
+  models.check(config)  # model.name, and what its family can build
 
   # Combinations.
   if not losses.get_loss(loss.name).label_targets:

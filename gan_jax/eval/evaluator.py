@@ -28,10 +28,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import checkpoint, images as image_lib, input_pipeline, prepare, sampling
-from gan_jax.config_checks import ConfigError
+from gan_jax import checkpoint, images as image_lib
+from gan_jax.data import pipeline as input_pipeline
+from gan_jax.data import prepare
+from gan_jax.explore import loader as sampling
+from gan_jax.errors import ConfigError
 from gan_jax.metrics import fid, frechet, inception, weights
-from gan_jax.state import GANState
+from gan_jax.training.state import GANState
 
 FEATURES = ("inception", "pixels")
 # The run's best checkpoint lives in WORKDIR/BEST_DIR/checkpoints, so it reads like a workdir.

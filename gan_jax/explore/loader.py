@@ -33,16 +33,14 @@ from absl import logging
 
 from gan_jax import checkpoint
 from gan_jax import images as image_lib
-from gan_jax import prepare
-from gan_jax.state import GANState
-from gan_jax.train_step import GAN
+from gan_jax.data import prepare
+from gan_jax.training.state import GANState
+from gan_jax.training.gan import GAN
+from gan_jax.errors import ExploreError
 
 DISCRIMINATOR_FIELDS = ("d_params", "d_batch_stats")
 INTERPOLATIONS = ("slerp", "lerp")
 
-
-class ExploreError(ValueError):
-  """A problem the user can fix (missing checkpoint, bad flag value); the message says how."""
 
 
 # --- loading ---------------------------------------------------------------------------------

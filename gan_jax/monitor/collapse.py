@@ -18,11 +18,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gan_jax.config_checks import ConfigError
+from gan_jax.errors import ConfigError
+from gan_jax.errors import NonFiniteLossError
 
-
-class NonFiniteLossError(ValueError):
-  """Training produced NaN or infinite losses."""
 
 
 def check_config(monitor: ml_collections.ConfigDict) -> None:

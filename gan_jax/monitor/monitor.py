@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import collapse
+from gan_jax.monitor import collapse
 from gan_jax import images as image_lib
 
 METRICS_FILE = "metrics.jsonl"
@@ -314,7 +314,7 @@ class Monitor:
       self._writer.close()
     if self.is_writer:
       try:
-        from gan_jax import plots
+        from gan_jax.monitor import plots
         for path in plots.write_plots(self.workdir):
           logging.info("wrote %s", path)
       except ImportError as e:

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Seeded fingerprints of two short CPU runs on the celeba6k faces (issue: a restructure
+# changes no numbers). Usage: benchmarks/restructure_fingerprints.sh [FACES] [OUT_DIR]
+# Prints one "config steps sha256" line per run; docs/reproducibility.md records them.
+set -euo pipefail
+faces=${1:-../shared/data/celeba6k}
+out=${2:-$(mktemp -d)}
+mkdir -p "$out"
+export JAX_PLATFORMS=cpu
+for run in "tiny 60" "celeba32 30"; do
+  set -- $run
+  workdir="$out/$1"
+  rm -rf "$workdir"
+  python -m gan_jax.main --config "configs/$1.py" --workdir "$workdir" \
+      --config.data.path="$faces" --config.train.num_steps="$2" > "$out/$1.log" 2>&1
+  echo "$1 $2 $(python -m gan_jax.checkpoint fingerprint "$workdir" 2>/dev/null)"
+done

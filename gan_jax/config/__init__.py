@@ -1,0 +1,1 @@
+"""Config checks, command-line option handling and the resume policy."""

@@ -1,0 +1,599 @@
+"""Decode face photos once into a memory-mappable uint8 (N, H, W, 3) array.
+
+  python -m gan_jax.prepare --source folder:DIR --resolution 64 --crop center --out OUT
+
+writes OUT/images.npy (uint8, N x 64 x 64 x 3) and OUT/metadata.json (source,
+count, resolution, crop, resize filter, skipped files with reasons, sha256 of
+the array). Sources: `folder:DIR` (nested folders walked, non-image files
+ignored), `npy:FILE` (a uint8 array of any size) and `tfds:NAME` (e.g.
+`tfds:celeb_a`, `tfds:lfw`, read with `tfds.load(..., data_dir=--tfds_data_dir)`).
+
+Every image is decoded, turned upright (EXIF orientation), made RGB (gray,
+palette, CMYK; transparency is laid on white), cropped and resized with an
+antialiasing Lanczos filter, once, here. Training reads the result with
+`training_images`, which also prepares a raw folder into a cache on first use.
+Files are written under temporary names and renamed at the end, and
+metadata.json is written last: a directory without it is never taken as
+prepared.
+
+This module imports neither JAX nor TensorFlow (tfds only for tfds sources).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import datetime
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+from gan_jax.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+CROPS = ("center", "celeba", "none")
+SOURCE_KINDS = ("folder", "npy", "tfds")
+ARRAY_FILE = "images.npy"
+METADATA_FILE = "metadata.json"
+RESIZE_FILTER = "lanczos"  # PIL.Image.Resampling.LANCZOS: antialiased when shrinking
+# Bump when the decoded pixels would change, so cached arrays are made again.
+PREPARE_VERSION = 1
+# Fewer files than this are decoded in this process: a pool takes ~1 s to start.
+MIN_FILES_FOR_POOL = 256
+# How many skipped files a warning names (metadata.json lists them all).
+NAMED_IN_WARNINGS = 5
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """A prepared data set: the memory-mapped array and what made it."""
+  images: np.ndarray  # uint8 (N, H, W, 3), memory-mapped read-only
+  metadata: dict
+  directory: pathlib.Path
+
+
+# --- decoding one image -----------------------------------------------------------------------
+
+def list_image_files(folder: os.PathLike | str) -> list[pathlib.Path]:
+  """Image files below `folder`, sorted for a stable order.
+
+  Nested folders (symlinked ones too) are walked; files of other types and
+  hidden files (such as macOS `._x.jpg` resource forks) are ignored.
+  """
+  folder = pathlib.Path(folder)
+  files, seen = [], set()
+  for root, dirs, names in os.walk(folder, followlinks=True):
+    # A symlink back up the tree would otherwise be walked forever.
+    real = os.path.realpath(root)
+    if real in seen:
+      dirs.clear()
+      continue
+    seen.add(real)
+    dirs[:] = [d for d in dirs if not d.startswith(".")]
+    files.extend(pathlib.Path(root, name) for name in names
+                 if not name.startswith(".") and pathlib.Path(name).suffix.lower() in IMAGE_SUFFIXES)
+  return sorted(files)
+
+
+def crop_box(width: int, height: int, crop: str) -> tuple[int, int, int, int] | None:
+  """The (left, top, right, bottom) box to keep, or None for the whole image.
+
+  `center` keeps the central square. `celeba` keeps the square around the face
+  in aligned CelebA photos (178x218 or any scaled copy), the crop most CelebA
+  GANs use: 108/178 of the width, centred, shifted up by 20/218 of the height.
+  """
+  if crop == "none":
+    return None
+  if crop == "center":
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+  if crop == "celeba":
+    side = max(1, min(round(width * 108 / 178), height))
+    left = (width - side) // 2
+    top = (height - side) // 2 - round(height * 20 / 218)
+    top = max(0, min(top, height - side))
+    return left, top, left + side, top + side
+  raise DataError(f"unknown crop {crop!r}; use one of {', '.join(CROPS)}")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+  """An RGB copy of `image`, whatever its mode.
+
+  Gray, palette and CMYK convert directly; 16-bit gray keeps its top 8 bits;
+  transparent pixels are laid on white (their stored colour is often junk).
+  """
+  if image.mode.startswith("I;16"):
+    image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
+  has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+      image.mode == "P" and "transparency" in image.info)
+  if has_alpha:
+    image = image.convert("RGBA")
+    image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image)
+  return image.convert("RGB")
+
+
+def crop_and_resize(image: Image.Image, resolution: int | None, crop: str
+                    ) -> tuple[np.ndarray, tuple[int, int]]:
+  """uint8 (resolution, resolution, 3) pixels and the (width, height) the crop kept."""
+  box = crop_box(image.width, image.height, crop)
+  if box is not None:
+    image = image.crop(box)
+  cropped_size = image.size
+  if resolution is not None and image.size != (resolution, resolution):
+    image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+  return np.asarray(image, dtype=np.uint8), cropped_size
+
+
+def load_image(path: os.PathLike | str, resolution: int | None, crop: str = "center") -> np.ndarray:
+  """Decode one image to uint8 RGB (H, W, 3), upright, cropped and resized (antialiased).
+
+  `resolution=None` keeps the (cropped) size.
+  """
+  with Image.open(path) as image:
+    image.load()
+    image = to_rgb(ImageOps.exif_transpose(image))
+  return crop_and_resize(image, resolution, crop)[0]
+
+
+def _decode_file(path: str, resolution: int | None, crop: str):
+  """(name, pixels, None, cropped size), or (name, None, reason, None) when undecodable."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      image = to_rgb(ImageOps.exif_transpose(image))
+    pixels, cropped_size = crop_and_resize(image, resolution, crop)
+    return path, pixels, None, cropped_size
+  except Exception as error:  # pylint: disable=broad-except
+    # Broken files fail in many ways (OSError, SyntaxError, struct.error, ...);
+    # each is reported by name instead of stopping the whole run.
+    return path, None, str(error) or type(error).__name__, None
+
+
+def _decode_frame(name: str, frame: np.ndarray, resolution: int | None, crop: str):
+  """Like `_decode_file`, for an already decoded uint8 (H, W[, C]) array."""
+  try:
+    if frame.ndim == 3 and frame.shape[-1] == 1:
+      frame = frame[..., 0]
+    pixels, cropped_size = crop_and_resize(to_rgb(Image.fromarray(np.asarray(frame))),
+                                           resolution, crop)
+    return name, pixels, None, cropped_size
+  except Exception as error:  # pylint: disable=broad-except
+    return name, None, str(error) or type(error).__name__, None
+
+
+def _decode_files(files: list[pathlib.Path], resolution: int | None, crop: str,
+                  workers: int | None) -> Iterator[tuple]:
+  """`_decode_file` over `files`, in their order, on `workers` processes."""
+  workers = workers or len(os.sched_getaffinity(0))
+  paths = [str(f) for f in files]
+  if workers <= 1 or len(paths) < MIN_FILES_FOR_POOL:
+    yield from (_decode_file(p, resolution, crop) for p in paths)
+    return
+  # `spawn`, not fork: the caller may be a multithreaded JAX process.
+  context = multiprocessing.get_context("spawn")
+  chunk = max(1, min(64, len(paths) // (workers * 8)))
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    try:
+      # map keeps the input order, so the array is the same for any worker count.
+      yield from pool.map(_decode_file, paths, itertools.repeat(resolution),
+                          itertools.repeat(crop), chunksize=chunk)
+    except BaseException:
+      pool.shutdown(wait=False, cancel_futures=True)
+      raise
+
+
+# --- folders, arrays and tfds -------------------------------------------------------------------
+
+def image_files_or_error(folder: pathlib.Path) -> list[pathlib.Path]:
+  """`list_image_files(folder)`, or a DataError saying why there are none."""
+  files = list_image_files(folder)
+  if files:
+    return files
+  others = sorted(p.name for p in folder.rglob("*") if p.is_file())
+  if not others:
+    raise DataError(f"no image files (.jpg, .png, ...) found under {folder}: the folder is empty; "
+                    "put face photos in it or point to another folder")
+  raise DataError(f"no image files (.jpg, .png, ...) found under {folder}: it holds only "
+                  f"{len(others)} other file(s), e.g. {', '.join(others[:3])}")
+
+
+def folder_fingerprint(folder: pathlib.Path, files: list[pathlib.Path]) -> str:
+  """sha256 of the files' relative names, sizes and modification times."""
+  digest = hashlib.sha256()
+  for file in files:
+    stat = file.stat()
+    digest.update(f"{file.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+  return digest.hexdigest()
+
+
+def _array_frames(path: pathlib.Path) -> tuple[np.ndarray, int]:
+  """The array of an `npy:` source, checked to hold uint8 images."""
+  if not path.is_file():
+    raise DataError(f"npy source {str(path)!r} does not exist; give a .npy file of uint8 images")
+  try:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+  except (ValueError, OSError) as error:
+    raise DataError(f"{path} is not a readable .npy array ({error})") from error
+  channels_ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (1, 3, 4))
+  if array.dtype != np.uint8 or not channels_ok:
+    raise DataError(f"{path} holds {array.dtype} {array.shape}; an npy source must be uint8 "
+                    "(N, H, W), (N, H, W, 1), (N, H, W, 3) or (N, H, W, 4) images")
+  return array, len(array)
+
+
+def _tfds_frames(name: str, split: str, data_dir: str | None) -> tuple[Iterable[np.ndarray], int]:
+  """The 'image' feature of a tfds data set, in its stored order."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise DataError(f"tfds:{name} needs tensorflow-datasets and tensorflow "
+                    "(pip install tensorflow-datasets tensorflow-cpu)") from error
+  try:
+    dataset, info = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False,
+                              with_info=True)
+  except Exception as error:  # pylint: disable=broad-except
+    raise DataError(f"could not load tfds:{name} split {split!r} ({type(error).__name__}: "
+                    f"{error}); download it first or give --tfds_data_dir where it is") from error
+  if "image" not in info.features:
+    raise DataError(f"tfds:{name} has no 'image' feature (it has {', '.join(info.features)})")
+  try:
+    total = info.splits[split].num_examples
+  except (KeyError, ValueError):
+    total = None
+  return tfds.as_numpy(dataset.map(lambda example: example["image"])), total
+
+
+def parse_source(source: str) -> tuple[str, str]:
+  kind, separator, value = source.partition(":")
+  if not separator or kind not in SOURCE_KINDS or not value:
+    raise DataError(f"--source {source!r} is not folder:DIR, npy:FILE or tfds:NAME "
+                    "(e.g. folder:faces, tfds:celeb_a)")
+  return kind, value
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+def _temp_path(directory: pathlib.Path, name: str) -> pathlib.Path:
+  fd, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".partial")
+  os.close(fd)
+  return pathlib.Path(path)
+
+
+def _publish(tmp: pathlib.Path, final: pathlib.Path, mode: int = 0o666) -> None:
+  """Rename `tmp` to `final` with the usual permissions (mkstemp/mkdtemp make them private)."""
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, mode & ~umask)
+  os.replace(tmp, final)
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+  """Write `data` as JSON under a temporary name, then rename it into place."""
+  tmp = _temp_path(path.parent, path.name)
+  try:
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    _publish(tmp, path)
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int | None,
+                    resolution: int, metadata: dict, nothing_left: str,
+                    progress: bool | None) -> Prepared:
+  """Stream decoded images into out_dir/images.npy and write metadata.json last."""
+  out_dir.mkdir(parents=True, exist_ok=True)
+  raw_path = _temp_path(out_dir, "images.raw")
+  npy_path = _temp_path(out_dir, ARRAY_FILE)
+  try:
+    digest, count, frame_shape, skipped, small = hashlib.sha256(), 0, None, [], []
+    # Pixels go to a raw file first: how many images decode is known only at the end.
+    bar = tqdm(results, total=total, desc="prepare", unit="img",
+               disable=None if progress is None else not progress)  # None: only on a terminal
+    with open(raw_path, "wb") as raw:
+      for name, pixels, reason, cropped_size in bar:
+        if pixels is None:
+          skipped.append({"file": name, "reason": reason})
+          continue
+        frame_shape = frame_shape or pixels.shape
+        data = np.ascontiguousarray(pixels).tobytes()
+        raw.write(data)
+        digest.update(data)
+        count += 1
+        if min(cropped_size) < resolution:
+          small.append((name, cropped_size))
+    if count == 0:
+      first = f" (e.g. {skipped[0]['file']}: {skipped[0]['reason']})" if skipped else ""
+      raise DataError(nothing_left + first)
+    shape = (count, *frame_shape)
+    with open(npy_path, "wb") as npy, open(raw_path, "rb") as raw:
+      np.lib.format.write_array_header_1_0(
+          npy, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                "fortran_order": False, "shape": shape})
+      shutil.copyfileobj(raw, npy, 1 << 24)
+    metadata = dict(metadata, count=count, shape=list(shape), dtype="uint8",
+                    resolution=resolution, resize_filter=RESIZE_FILTER, sha256=digest.hexdigest(),
+                    num_skipped=len(skipped), skipped=skipped, num_upscaled=len(small),
+                    prepare_version=PREPARE_VERSION,
+                    created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    # Old metadata goes first, so a crash between the renames leaves no
+    # metadata.json next to an array it does not describe.
+    (out_dir / METADATA_FILE).unlink(missing_ok=True)
+    _publish(npy_path, out_dir / ARRAY_FILE)
+    _write_json(out_dir / METADATA_FILE, metadata)
+  finally:
+    raw_path.unlink(missing_ok=True)
+    npy_path.unlink(missing_ok=True)
+
+  if skipped:
+    named = "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:NAMED_IN_WARNINGS])
+    more = f"; and {len(skipped) - NAMED_IN_WARNINGS} more" if len(skipped) > NAMED_IN_WARNINGS else ""
+    warnings.warn(f"skipped {len(skipped)} of {count + len(skipped)} images that could not be "
+                  f"decoded: {named}{more} (all are listed in {out_dir / METADATA_FILE})",
+                  stacklevel=3)
+  if small:
+    name, (width, height) = min(small, key=lambda s: min(s[1]))
+    warnings.warn(f"{len(small)} of {count} images are smaller than {resolution}x{resolution} "
+                  f"after cropping (smallest: {name}, {width}x{height}); they were upscaled and "
+                  "will look blurry", stacklevel=3)
+  return open_prepared(out_dir)
+
+
+def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.PathLike | str = ".",
+            *, tfds_data_dir: str | None = None, tfds_split: str = "train",
+            workers: int | None = None, progress: bool | None = True) -> Prepared:
+  """Decode `source` (folder:DIR, npy:FILE or tfds:NAME) into out_dir. See the module doc."""
+  if crop not in CROPS:
+    raise DataError(f"unknown crop {crop!r}; use one of {', '.join(CROPS)}")
+  if not isinstance(resolution, int) or resolution < 1:
+    raise DataError(f"resolution must be a positive number of pixels, got {resolution!r}")
+  kind, value = parse_source(source)
+  out_dir = pathlib.Path(out_dir)
+  metadata = {"crop": crop}
+  if kind == "folder":
+    folder = pathlib.Path(value).expanduser()
+    if not folder.exists():
+      raise DataError(f"source folder {str(folder)!r} does not exist; give a folder of face images")
+    if not folder.is_dir():
+      raise DataError(f"{folder} is a file; folder: sources are directories (use npy:{folder} "
+                      "for a .npy array)")
+    files = image_files_or_error(folder)
+    metadata.update(source=f"folder:{folder.resolve()}",
+                    source_fingerprint=folder_fingerprint(folder, files))
+    results = _decode_files(files, resolution, crop, workers)
+    results = ((str(pathlib.Path(name).relative_to(folder)), *rest) for name, *rest in results)
+    total, nothing_left = len(files), (f"none of the {len(files)} image files under {folder} "
+                                       "could be decoded; check that they are image files")
+  elif kind == "npy":
+    path = pathlib.Path(value).expanduser()
+    array, total = _array_frames(path)
+    if total == 0:
+      raise DataError(f"{path} holds no images")
+    metadata.update(source=f"npy:{path.resolve()}")
+    results = (_decode_frame(f"{path.name}[{i}]", frame, resolution, crop)
+               for i, frame in enumerate(array))
+    nothing_left = f"none of the {total} arrays in {path} could be made into an image"
+  else:
+    frames, total = _tfds_frames(value, tfds_split, tfds_data_dir)
+    metadata.update(source=f"tfds:{value}", tfds_split=tfds_split, tfds_data_dir=tfds_data_dir)
+    results = (_decode_frame(f"{value}/{tfds_split}[{i}]", frame, resolution, crop)
+               for i, frame in enumerate(frames))
+    nothing_left = f"tfds:{value} split {tfds_split!r} yielded no usable images"
+  return _write_prepared(out_dir, results, total, resolution, metadata, nothing_left, progress)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def is_prepared(directory: os.PathLike | str) -> bool:
+  directory = pathlib.Path(directory)
+  return (directory / METADATA_FILE).is_file() and (directory / ARRAY_FILE).is_file()
+
+
+def open_prepared(directory: os.PathLike | str, resolution: int | None = None) -> Prepared:
+  """The memory-mapped array of a prepared directory, checked against its metadata."""
+  directory = pathlib.Path(directory)
+  if not (directory / METADATA_FILE).is_file():
+    raise DataError(f"{directory} has no {METADATA_FILE}: it is not a prepared data set, or its "
+                    "preparation was interrupted; run `python -m gan_jax.prepare` again")
+  try:
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    images = np.load(directory / ARRAY_FILE, mmap_mode="r", allow_pickle=False)
+  except (OSError, ValueError) as error:
+    raise DataError(f"cannot read the prepared data set in {directory} ({error}); run "
+                    "`python -m gan_jax.prepare` again") from error
+  name = str(directory / ARRAY_FILE)
+  check_image_array(images, resolution, name)
+  if list(images.shape) != metadata.get("shape"):
+    raise DataError(f"{name} holds {tuple(images.shape)} but {METADATA_FILE} says "
+                    f"{metadata.get('shape')}: the files do not belong together; run "
+                    "`python -m gan_jax.prepare` again")
+  return Prepared(images, metadata, directory)
+
+
+def check_image_array(array: np.ndarray, resolution: int | None, name: str) -> None:
+  """Raise DataError unless `array` is uint8 (N, resolution, resolution, 3)."""
+  if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
+    raise DataError(f"{name} holds {array.dtype} {array.shape}; expected uint8 (N, H, W, 3) images. "
+                    "Make one with `python -m gan_jax.prepare --source npy:FILE` or from a folder.")
+  if resolution is not None and array.shape[1:3] != (resolution, resolution):
+    raise DataError(f"{name} holds {array.shape[1]}x{array.shape[2]} images but data.resolution is "
+                    f"{resolution}; prepare it at {resolution} px (--resolution {resolution}) or set "
+                    f"--config.data.resolution={array.shape[1]}")
+  if len(array) == 0:
+    raise DataError(f"{name} holds no images")
+
+
+def default_cache_dir() -> pathlib.Path:
+  """${GAN_JAX_CACHE:-~/.cache/gan_jax}/prepared."""
+  return pathlib.Path(os.environ.get("GAN_JAX_CACHE") or "~/.cache/gan_jax").expanduser() / "prepared"
+
+
+def cached_prepare(folder: pathlib.Path, resolution: int, crop: str,
+                   cache_dir: os.PathLike | str | None = None,
+                   progress: bool | None = None) -> Prepared:
+  """Prepare a raw folder into the cache, or reuse what an earlier run prepared.
+
+  The entry is keyed by (folder, resolution, crop); it is made again when the
+  folder's files changed (names, sizes or modification times).
+  """
+  folder = folder.resolve()
+  cache_dir = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+  key = json.dumps([str(folder), resolution, crop, PREPARE_VERSION])
+  entry = cache_dir / f"{folder.name}-{resolution}px-{crop}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+  files = image_files_or_error(folder)
+  if is_prepared(entry):
+    try:
+      prepared = open_prepared(entry, resolution)
+      if prepared.metadata.get("source_fingerprint") == folder_fingerprint(folder, files):
+        return prepared
+    except DataError:
+      pass  # A damaged entry is made again below.
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  # Prepare into a private directory and rename it into place, so concurrent
+  # runs (or processes of one run) never see each other's half-written files.
+  work = pathlib.Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{entry.name}.", suffix=".partial"))
+  try:
+    prepare(f"folder:{folder}", resolution, crop, work, progress=progress)
+    if entry.exists():
+      stale = pathlib.Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{entry.name}.", suffix=".stale"))
+      os.replace(entry, stale / "old")
+      shutil.rmtree(stale, ignore_errors=True)
+    try:
+      _publish(work, entry, 0o777)
+    except OSError:
+      if not is_prepared(entry):  # Another process won the race only if it finished.
+        raise
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+  return open_prepared(entry, resolution)
+
+
+def training_images(path: os.PathLike | str, resolution: int | None, crop: str = "center",
+                    cache_dir: os.PathLike | str | None = None, limit: int | None = None,
+                    progress: bool | None = None) -> np.ndarray:
+  """The uint8 (N, resolution, resolution, 3) array that `data.path` names, memory-mapped.
+
+  `path` is a prepared directory (images.npy + metadata.json), a uint8 .npy
+  file, or a raw folder of images, which is prepared into `cache_dir` (default
+  `default_cache_dir()`) on first use and reused afterwards.
+  """
+  if not str(path):
+    raise DataError("data.path is empty; set --config.data.path to a folder of face images, a "
+                    "prepared directory or a .npy file")
+  path = pathlib.Path(path).expanduser()
+  if not path.exists():
+    raise DataError(f"data path {str(path)!r} does not exist; set --config.data.path to a folder of "
+                    "face images, a prepared directory or a .npy file")
+  if path.is_file():
+    if path.suffix != ".npy":
+      raise DataError(f"{path} is a file but not a .npy array; give a folder of images, a prepared "
+                      "directory or a .npy file")
+    images = np.load(path, mmap_mode="r", allow_pickle=False)
+    check_image_array(images, resolution, str(path))
+  elif is_prepared(path):
+    prepared = open_prepared(path, resolution)
+    if prepared.metadata.get("crop", crop) != crop:
+      warnings.warn(f"{path} was prepared with crop {prepared.metadata['crop']!r}, not data.crop="
+                    f"{crop!r}; using it as prepared", stacklevel=2)
+    images = prepared.images
+  elif (path / ARRAY_FILE).is_file():
+    raise DataError(f"{path} holds {ARRAY_FILE} but no {METADATA_FILE}: its preparation was "
+                    "interrupted or it was not made by gan_jax.prepare; run "
+                    "`python -m gan_jax.prepare` again")
+  elif resolution is None:
+    raise DataError(f"{path} is a folder of images; give a resolution to prepare it at")
+  else:
+    images = cached_prepare(path, resolution, crop, cache_dir, progress).images
+  return images if not limit else images[:limit]
+
+
+def load_image_array(path: os.PathLike | str, resolution: int | None, crop: str = "center",
+                     limit: int | None = None) -> np.ndarray:
+  """Load a folder of images, a prepared directory or a uint8 .npy as (N, H, W, 3) uint8.
+
+  Folders are decoded in memory (nothing cached). Undecodable files are
+  skipped with a warning; it is an error only when nothing usable is left.
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise DataError(f"data path {str(path)!r} does not exist; give a folder of face images, a "
+                    "prepared directory or a .npy file")
+  if path.is_file():
+    if path.suffix != ".npy":
+      raise DataError(f"{path} is a file but not a .npy array; give a folder of images or a .npy file")
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    check_image_array(array, resolution, str(path))
+    return array if limit is None else array[:limit]
+  if is_prepared(path):
+    array = open_prepared(path, resolution).images
+    return array if limit is None else array[:limit]
+  files = image_files_or_error(path)
+  if limit is not None:
+    files = files[:limit]
+  images, skipped = [], []
+  for name, pixels, reason, _ in _decode_files(files, resolution, crop, workers=1):
+    if pixels is None:
+      skipped.append(f"{name}: {reason}")
+    else:
+      images.append(pixels)
+  if skipped:
+    warnings.warn(f"skipped {len(skipped)} undecodable image(s): "
+                  + "; ".join(skipped[:NAMED_IN_WARNINGS]), stacklevel=2)
+  if not images:
+    raise DataError(f"none of the {len(files)} image files under {path} could be decoded")
+  shapes = {image.shape for image in images}
+  if len(shapes) > 1:
+    raise DataError(f"images under {path} have different sizes {sorted(shapes)[:3]}; give a resolution")
+  return np.stack(images)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m gan_jax.prepare", description=__doc__.split("\n\n")[0])
+  parser.add_argument("--source", required=True, help="folder:DIR | npy:FILE | tfds:celeb_a | tfds:lfw")
+  parser.add_argument("--resolution", type=int, required=True, help="output side in pixels")
+  parser.add_argument("--crop", choices=CROPS, default="center")
+  parser.add_argument("--out", required=True, help="directory for images.npy and metadata.json")
+  parser.add_argument("--tfds_data_dir", default=None, help="where tfds data sets are stored")
+  parser.add_argument("--tfds_split", default="train")
+  parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+  args = parser.parse_args(argv)
+  start = time.perf_counter()
+  try:
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      prepared = prepare(args.source, args.resolution, args.crop, args.out,
+                         tfds_data_dir=args.tfds_data_dir, tfds_split=args.tfds_split,
+                         workers=args.workers)
+  except DataError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  for warning in caught:
+    print(f"warning: {warning.message}", file=sys.stderr)
+  meta, images = prepared.metadata, prepared.images
+  print(f"prepared {meta['count']} images {images.shape[1]}x{images.shape[2]} (crop "
+        f"{meta['crop']}, {meta['resize_filter']}) from {meta['source']} in "
+        f"{time.perf_counter() - start:.1f} s: {prepared.directory / ARRAY_FILE} "
+        f"({images.nbytes / 2**20:.1f} MiB, sha256 {meta['sha256'][:16]}...); skipped "
+        f"{meta['num_skipped']}, upscaled {meta['num_upscaled']}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

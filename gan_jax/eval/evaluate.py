@@ -1,0 +1,254 @@
+"""Evaluate generated faces against real ones.
+
+  # FID and KID (add --precision_recall for Kynkäänniemi et al.'s metrics):
+  python -m gan_jax.evaluate fid REAL FAKE
+  # 1-NN two-sample accuracy plus t-SNE/PCA plots of the embeddings:
+  python -m gan_jax.evaluate embed REAL FAKE --out DIR [--features inception|pixels]
+  # FID and KID of a training checkpoint against the faces it was trained on:
+  python -m gan_jax.evaluate run --workdir W [--step N | --best] --num_samples 10000
+
+REAL and FAKE are each a folder of images or a prepared uint8 (N, H, W, 3)
+.npy. FID/KID use the standard TF Inception-v3 pool3 features; fetch its
+weights once with `python -m gan_jax.metrics.weights fetch`. `run` writes
+W/eval/metrics_step_N.json (metrics_step_N_pixels.json with --features pixels).
+See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import sys
+
+import jax
+from absl import logging
+
+from gan_jax import checkpoint
+from gan_jax.eval import evaluator as periodic_eval
+from gan_jax.data import prepare
+from gan_jax.explore import loader as sampling
+from gan_jax.metrics import embedding
+from gan_jax.metrics import fid
+from gan_jax.metrics import weights
+
+FEATURE_NAMES = {"inception": "Inception pool3 features", "pixels": "pixels"}
+feature_metrics = periodic_eval.feature_metrics
+
+
+def print_metrics(metrics: dict[str, float]) -> None:
+  print(f"FID: {metrics['fid']:.4f}")
+  print(f"KID: {metrics['kid']:.6f} ± {metrics['kid_std']:.6f}")
+  if "precision" in metrics:
+    print(f"precision: {metrics['precision']:.4f}  recall: {metrics['recall']:.4f}")
+
+
+def one_nn_equal_sets(real, fake) -> tuple[float, int]:
+  """(1-NN leave-one-out accuracy, count) on the first `count` = min(N_real, N_fake) of each:
+  the test is only unbiased with equally many samples per set."""
+  count = min(len(real), len(fake))
+  return embedding.one_nn_accuracy(real[:count], fake[:count]), count
+
+
+def run_fid(args) -> None:
+  stats = [fid.dataset_statistics(path, args.resolution, args.limit, args.batch_size,
+                                  use_cache=not args.no_cache) for path in (args.real, args.fake)]
+  for path, stat in zip((args.real, args.fake), stats):
+    print(f"{path}: {len(stat.features)} images")
+  metrics = feature_metrics(stats[0], stats[1], args.kid_subsets, args.kid_subset_size,
+                            args.precision_recall)
+  if args.one_nn:
+    metrics["one_nn_accuracy"], count = one_nn_equal_sets(stats[0].features, stats[1].features)
+    metrics["one_nn_per_set"] = count
+  print_metrics(metrics)
+  if args.one_nn:
+    print(f"1-NN accuracy ({count} + {count}): {metrics['one_nn_accuracy']:.4f} "
+          "(0.5 = indistinguishable)")
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def run_embed(args) -> None:
+  if args.features == "inception":
+    real, fake = (
+        fid.dataset_statistics(path, args.resolution, args.limit, args.batch_size).features
+        for path in (args.real, args.fake))
+  else:
+    real, fake = (embedding.pixel_embeddings(
+        prepare.load_image_array(path, args.resolution, crop="none", limit=args.limit))
+        for path in (args.real, args.fake))
+    if real.shape[1] != fake.shape[1]:
+      raise prepare.DataError(f"pixel embeddings need images of one size, got {real.shape[1]} and "
+                              f"{fake.shape[1]} values per image; give --resolution")
+  accuracy, count = one_nn_equal_sets(real, fake)
+  real, fake = real[:count], fake[:count]  # the plots show the sets the test compared
+  print(f"1-NN accuracy ({args.features}, {count} + {count}): {accuracy:.4f} "
+        "(0.5 = indistinguishable, 1.0 = separable)")
+  plots = embedding.write_embedding_plots(real, fake, args.out, seed=args.seed,
+                                          label=FEATURE_NAMES[args.features])
+  result = {"one_nn_accuracy": accuracy, "num_per_set": count, "features": args.features,
+            "real": str(args.real), "fake": str(args.fake),
+            "plots": {name: str(path) for name, path in plots.items()}}
+  json_path = pathlib.Path(args.out) / "embedding.json"
+  json_path.write_text(json.dumps(result, indent=2) + "\n")
+  print(f"wrote {json_path}, {plots['tsne']}, {plots['pca']}")
+
+
+def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
+                        num_samples: int = 10_000, features: str = "inception",
+                        data: str | None = None, num_real: int | None = None,
+                        batch_size: int = 250, seed: int = periodic_eval.SAMPLE_SEED,
+                        best: bool = False, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                        precision_recall: bool = False, one_nn: bool = False,
+                        use_cache: bool = True) -> tuple[dict, pathlib.Path]:
+  """Metrics of a checkpoint's generator against its training images, and the JSON written.
+
+  Images come from the latents (seed, 0..num_samples-1), as `generate --seed`;
+  the real side is the config's data (or `data`), read as training reads it.
+  """
+  periodic_eval.check_options(num_samples, features)
+  if batch_size < 1:
+    raise ValueError(f"--batch={batch_size} must be at least 1")
+  workdir = pathlib.Path(workdir)
+  source = workdir / periodic_eval.BEST_DIR if best else workdir
+  if best and not (source / checkpoint.CHECKPOINT_DIR).is_dir():
+    raise ValueError(f"no best checkpoint in {source}: training keeps one with "
+                     "--config.eval.every=N (and eval.keep_best, the default)")
+  step = sampling.checkpoint_step(source, step)  # a clear error when there is none
+  config, gan, g_params, g_batch_stats = checkpoint.load_generator(source, step)
+  limit = periodic_eval.reference_limit(None if data else config.data.limit, num_real)
+  real = periodic_eval.reference_statistics(data or config.data.path, config.data.resolution,
+                                            config.data.crop, features, config.data.cache_dir,
+                                            limit, batch_size, use_cache)
+  latents = sampling.latents(seed, num_samples, gan.latent_dim)
+  images = periodic_eval.generate_images(jax.jit(gan.sample),
+                                         periodic_eval.generator_state(g_params, g_batch_stats),
+                                         latents, batch_size)
+  fake_features = periodic_eval.feature_extractor(features, batch_size)(images)
+  metrics = periodic_eval.feature_metrics(real, fid.statistics_of(fake_features), kid_subsets,
+                                          kid_subset_size, precision_recall)
+  result = {"step": step, "checkpoint": "best" if best else "saved", "workdir": str(workdir),
+            "num_samples": num_samples, "num_real": len(real.features), "features": features,
+            "fid": metrics.pop("fid"), "kid_mean": metrics.pop("kid"),
+            "kid_std": metrics.pop("kid_std"), **metrics}
+  if one_nn:
+    result["one_nn_accuracy"], _ = one_nn_equal_sets(real.features, fake_features)
+  result.update(seed=seed, ema=bool(config.train.get("ema_decay", 0.0)),
+                resolution=config.data.resolution, data=str(data or config.data.path),
+                date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+  suffix = "" if features == "inception" else f"_{features}"
+  path = workdir / "eval" / f"metrics_step_{step}{suffix}.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result, indent=2) + "\n")
+  return result, path
+
+
+def run_checkpoint(args) -> None:
+  logging.set_verbosity(logging.ERROR)  # Orbax reports every restore at INFO/WARNING.
+  result, path = evaluate_checkpoint(
+      args.workdir, args.step, args.num_samples, args.features, args.data, args.num_real,
+      args.batch, args.seed, args.best, args.kid_subsets, args.kid_subset_size,
+      args.precision_recall, args.one_nn, use_cache=not args.no_cache)
+  features = ("Inception pool3 features" if result["features"] == "inception" else
+              "random projections of the pixels")
+  print(f"{path.parent.parent}: step {result['step']}{' (best)' if args.best else ''}, "
+        f"{result['num_samples']} samples vs {result['num_real']} real images, {features}")
+  print_metrics({"fid": result["fid"], "kid": result["kid_mean"], "kid_std": result["kid_std"],
+                 **{name: result[name] for name in ("precision", "recall") if name in result}})
+  if "one_nn_accuracy" in result:
+    print(f"1-NN accuracy: {result['one_nn_accuracy']:.4f} (0.5 = indistinguishable)")
+  if result["features"] != "inception" or result["num_samples"] < 10_000:
+    print("note: only Inception features and >= 10000 samples give FIDs comparable to published "
+          "ones (docs/evaluation.md)")
+  print(f"wrote {path}")
+
+
+COMMANDS = {"fid": run_fid, "embed": run_embed, "run": run_checkpoint}
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("real", help="real images: a folder of images or a uint8 (N, H, W, 3) .npy")
+  parser.add_argument("fake", help="generated images: a folder of images or a uint8 .npy")
+  parser.add_argument("--resolution", type=int, default=None,
+                      help="resize images to this square size when loading (default: "
+                           "keep; all images in a folder must then share one size)")
+  parser.add_argument("--limit", type=int, default=None, help="use at most this many per set")
+  parser.add_argument("--batch_size", type=int, default=50, help="Inception batch size")
+
+
+def _add_metric_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options `fid` and `run` share: KID, precision/recall and the 1-NN test."""
+  parser.add_argument("--kid_subsets", type=int, default=100, help="KID subsets")
+  parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID subset size")
+  parser.add_argument("--precision_recall", action="store_true",
+                      help="also compute improved precision/recall (k=3)")
+  parser.add_argument("--one_nn", action="store_true",
+                      help="also the 1-NN leave-one-out accuracy of the features "
+                           "(on equally many real and generated images)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m gan_jax.evaluate", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+  defaults = argparse.ArgumentDefaultsHelpFormatter
+  fid_parser = commands.add_parser("fid", help="FID and KID between two image sets",
+                                   formatter_class=defaults)
+  _add_data_arguments(fid_parser)
+  _add_metric_arguments(fid_parser)
+  fid_parser.add_argument("--no_cache", action="store_true",
+                          help="do not read or write cached features under "
+                               f"{weights.cache_dir() / 'fid_stats'}")
+  fid_parser.add_argument("--json", help="also write the metrics to this JSON file")
+
+  embed_parser = commands.add_parser("embed", help="1-NN two-sample accuracy and t-SNE/PCA plots",
+                                     formatter_class=defaults)
+  _add_data_arguments(embed_parser)
+  embed_parser.add_argument("--out", required=True, help="folder for embedding.json and PNGs")
+  embed_parser.add_argument("--features", choices=("inception", "pixels"), default="inception",
+                            help="embed with Inception pool3 features or raw pixels")
+  embed_parser.add_argument("--seed", type=int, default=0, help="seed of t-SNE and PCA")
+
+  run_parser = commands.add_parser(
+      "run", formatter_class=defaults,
+      help="FID/KID of a training checkpoint's samples against its training images")
+  run_parser.add_argument("--workdir", required=True, help="the training --workdir")
+  which = run_parser.add_mutually_exclusive_group()
+  which.add_argument("--step", type=int, default=None,
+                     help="checkpoint step; the latest when not given")
+  which.add_argument("--best", action="store_true",
+                     help="the lowest-FID checkpoint kept by periodic evaluation (WORKDIR/best)")
+  run_parser.add_argument("--num_samples", type=int, default=10_000,
+                          help="generated images (10000 or 50000 for published comparisons)")
+  run_parser.add_argument("--data", default=None,
+                          help="real images (default: the run's data.path, data.limit, "
+                               "resolution and crop)")
+  run_parser.add_argument("--num_real", type=int, default=None,
+                          help="use at most this many real images; all when not given")
+  run_parser.add_argument("--batch", type=int, default=250,
+                          help="images per generator and Inception call")
+  run_parser.add_argument("--features", choices=periodic_eval.FEATURES, default="inception",
+                          help="Inception pool3 (FID) or random pixel projections (cheap, "
+                               "not comparable to published numbers)")
+  run_parser.add_argument("--seed", type=int, default=periodic_eval.SAMPLE_SEED,
+                          help="latent seed: the images of `generate --seed S`")
+  _add_metric_arguments(run_parser)
+  run_parser.add_argument("--no_cache", action="store_true",
+                          help="do not read or write cached real-image Inception features")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    COMMANDS[args.command](args)
+  except (prepare.DataError, weights.WeightsError, ValueError, FileNotFoundError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

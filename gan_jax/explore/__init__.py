@@ -1,0 +1,1 @@
+"""Trained generators: loading, latents, generation, walks, projection, nearest faces."""

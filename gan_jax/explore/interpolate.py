@@ -1,0 +1,132 @@
+"""Latent walks and interpolation grids from a trained checkpoint.
+
+  # A looping walk (first keyframe == last) as a GIF: 3 segments x 30 frames.
+  python -m gan_jax.interpolate --workdir runs/faces --seeds 3,7,11,3 --frames 30 --out walk.gif
+  # One row per consecutive keyframe pair, 8 columns from one end to the other:
+  python -m gan_jax.interpolate --workdir runs/faces --seeds 3,7,11 --frames 8 --out grid.png
+  # Between projected faces (latents written by gan_jax.project):
+  python -m gan_jax.interpolate --workdir runs/faces --latents a.npy,b.npy --out ab.gif
+
+Keyframe --seeds S is the latent of the first image of `generate --seed S`.
+The output's extension picks the kind: .gif or .mp4 (a walk with --frames
+frames per segment; a loop has no repeated last frame, otherwise the last
+keyframe ends it) or .png (a grid; --frames columns, both ends included).
+MP4 needs an ffmpeg backend for imageio: `pip install imageio-ffmpeg`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import imageio.v2 as imageio_v2
+import imageio.v3 as iio
+import numpy as np
+
+from gan_jax import images as image_lib
+from gan_jax.explore import loader as sampling
+
+OUTPUT_KINDS = (".gif", ".mp4", ".png")
+
+
+def keyframes(model: sampling.TrainedGAN, seeds=None, latent_files=None,
+              truncation: float | None = None) -> np.ndarray:
+  """(K, latent_dim) keyframe latents from seeds or from .npy files."""
+  if (seeds is None) == (latent_files is None):
+    raise sampling.ExploreError("give keyframes with exactly one of --seeds or --latents")
+  if seeds is not None:
+    return sampling.seed_latents(seeds, model.latent_dim, truncation)
+  return sampling.load_latents(latent_files, model.latent_dim)
+
+
+def walk_frames(model: sampling.TrainedGAN, keys: np.ndarray, frames: int, method: str,
+                batch_size: int = 64) -> np.ndarray:
+  """uint8 (F, H, W, 3) frames of the walk through `keys`."""
+  return image_lib.to_uint8(model.generate(sampling.walk(keys, frames, method), batch_size))
+
+
+def grid_rows(model: sampling.TrainedGAN, keys: np.ndarray, columns: int, method: str,
+              batch_size: int = 64) -> np.ndarray:
+  """uint8 (pairs, columns, H, W, 3): one interpolation per consecutive keyframe pair."""
+  z = sampling.pair_rows(keys, columns, method)
+  images = image_lib.to_uint8(model.generate(z.reshape(-1, z.shape[-1]), batch_size))
+  return images.reshape(z.shape[:2] + images.shape[1:])
+
+
+def require_ffmpeg(path: pathlib.Path) -> None:
+  try:
+    import imageio_ffmpeg  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    raise sampling.ExploreError(
+        f"writing {path.name} needs an ffmpeg backend for imageio, which is not installed; "
+        "run `pip install imageio-ffmpeg`, or write a .gif instead") from None
+
+
+def write_video(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:
+  """Write frames as an endlessly looping GIF or as an MP4 (needs imageio-ffmpeg)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if path.suffix.lower() == ".gif":
+    # The Pillow writer takes the frame duration in milliseconds; loop=0 loops forever.
+    iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    return
+  require_ffmpeg(path)
+  # macro_block_size=1 keeps small frames at their size instead of resizing them.
+  imageio_v2.mimwrite(path, list(frames), format="FFMPEG", fps=fps, macro_block_size=1)
+
+
+def run(args: argparse.Namespace) -> None:
+  out = pathlib.Path(args.out)
+  kind = out.suffix.lower()
+  if kind not in OUTPUT_KINDS:
+    raise sampling.ExploreError(f"--out {out} must end in {', '.join(OUTPUT_KINDS)} "
+                                "(a GIF or MP4 walk, or a PNG grid)")
+  if kind == ".mp4":
+    require_ffmpeg(out)  # before the model is loaded and run
+  model = sampling.load(args.workdir, args.step)
+  print(sampling.describe(model, args.workdir))
+  keys = keyframes(model, args.seeds, args.latents, args.truncation)
+  if kind == ".png":
+    rows = grid_rows(model, keys, args.frames, args.method, args.batch_size)
+    grid = image_lib.make_grid(sampling.zoom(rows.reshape((-1,) + rows.shape[2:]), args.zoom),
+                               columns=args.frames)
+    image_lib.save_png(out, grid)
+    print(f"wrote {out}: {len(rows)} row(s) x {args.frames} columns ({args.method})")
+    return
+  frames = sampling.zoom(walk_frames(model, keys, args.frames, args.method, args.batch_size),
+                         args.zoom)
+  write_video(out, frames, args.fps)
+  loop = " (loop)" if sampling.is_loop(keys) else ""
+  print(f"wrote {out}: {len(frames)} frames{loop} at {args.fps:g} fps ({args.method})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m gan_jax.interpolate", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sampling.add_checkpoint_arguments(parser)
+  keys = parser.add_mutually_exclusive_group(required=True)
+  keys.add_argument("--seeds", type=sampling.int_list,
+                    help="keyframe seeds, comma-separated, e.g. 3,7,11,3 (first == last: a loop)")
+  keys.add_argument("--latents", type=sampling.path_list,
+                    help="keyframe latent .npy files, comma-separated (e.g. from gan_jax.project)")
+  parser.add_argument("--frames", type=sampling.positive_int, default=30,
+                      help="frames per keyframe segment (walk) or columns per row (grid)")
+  parser.add_argument("--method", choices=sampling.INTERPOLATIONS, default="slerp",
+                      help="slerp: along the sphere where Gaussian latents live; "
+                           "lerp: the straight line")
+  parser.add_argument("--truncation", type=float, default=None,
+                      help="truncate the --seeds latents at this value (see gan_jax.generate)")
+  parser.add_argument("--out", required=True,
+                      help="walk.gif, walk.mp4 (needs imageio-ffmpeg) or grid.png")
+  parser.add_argument("--fps", type=float, default=15.0, help="frames per second of a walk")
+  parser.add_argument("--zoom", type=sampling.positive_int, default=1,
+                      help="upscale frames by this integer factor (nearest neighbour)")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  return sampling.run_cli(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

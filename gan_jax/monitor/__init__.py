@@ -1,0 +1,1 @@
+"""What a run shows while it trains: logs, TensorBoard, sample grids, collapse detectors, plots."""
