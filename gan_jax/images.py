@@ -1,4 +1,9 @@
-"""Image grids and PNG files."""
+"""Pixel conversions, image grids and PNG files.
+
+The one place that maps uint8 [0, 255] to the models' [-1, 1] and back. The
+conversions work on numpy and on JAX arrays (also inside a jitted step) through
+the arrays' own methods, so this module needs no JAX.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,18 @@ import pathlib
 
 import numpy as np
 from PIL import Image
+
+
+def to_float(images, dtype=np.float32):
+  """uint8 [0, 255] -> [-1, 1] in `dtype`; float images are taken as already scaled (cast only).
+
+  A numpy or JAX array stays one (a list becomes numpy).
+  """
+  if not hasattr(images, "astype"):
+    images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images.astype(dtype) / 127.5 - 1.0
+  return images.astype(dtype)
 
 
 def to_uint8(images) -> np.ndarray:

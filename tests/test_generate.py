@@ -5,6 +5,8 @@ import pytest
 
 from gan_jax.explore import generate
 from gan_jax.explore import loader as sampling
+from gan_jax.explore import latents as latent_lib
+from gan_jax import errors
 
 
 def run_generate(workdir, out, *flags):
@@ -41,13 +43,13 @@ def test_older_step_and_truncation(tiny_workdir, tmp_path):
 
 
 def test_latents_are_seeded_per_index():
-  z = sampling.latents(3, 4, 16)
-  np.testing.assert_array_equal(z[:2], sampling.latents(3, 2, 16))
-  np.testing.assert_array_equal(z[2:], sampling.latents(3, 2, 16, start=2))
-  np.testing.assert_array_equal(sampling.seed_latents([3], 16)[0], z[0])
-  assert not np.array_equal(z, sampling.latents(4, 4, 16))
-  with pytest.raises(sampling.ExploreError, match="truncation must be > 0"):
-    sampling.latents(0, 1, 16, truncation=0.0)
+  z = latent_lib.latents(3, 4, 16)
+  np.testing.assert_array_equal(z[:2], latent_lib.latents(3, 2, 16))
+  np.testing.assert_array_equal(z[2:], latent_lib.latents(3, 2, 16, start=2))
+  np.testing.assert_array_equal(latent_lib.seed_latents([3], 16)[0], z[0])
+  assert not np.array_equal(z, latent_lib.latents(4, 4, 16))
+  with pytest.raises(errors.ExploreError, match="truncation must be > 0"):
+    latent_lib.latents(0, 1, 16, truncation=0.0)
 
 
 def test_load_reads_only_the_networks(tiny_workdir):

@@ -5,37 +5,38 @@ import pytest
 from PIL import Image
 
 from gan_jax.explore import interpolate
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import latents as latent_lib
+from gan_jax import errors
 
 
 @pytest.mark.parametrize("method", ["slerp", "lerp"])
 def test_endpoints_equal_the_inputs(method):
-  a, b = sampling.latents(0, 2, 16)
-  path = sampling.interpolate(a, b, np.linspace(0, 1, 7), method)
+  a, b = latent_lib.latents(0, 2, 16)
+  path = latent_lib.interpolate(a, b, np.linspace(0, 1, 7), method)
   assert path.shape == (7, 16) and path.dtype == np.float32
   np.testing.assert_array_equal(path[0], a)
   np.testing.assert_array_equal(path[-1], b)
 
 
 def test_slerp_stays_on_the_sphere_and_lerp_does_not():
-  a, b = sampling.latents(1, 2, 64)
+  a, b = latent_lib.latents(1, 2, 64)
   b = b / np.linalg.norm(b) * np.linalg.norm(a)
-  middle_slerp = sampling.slerp(a, b, [0.5])[0]
-  middle_lerp = sampling.lerp(a, b, [0.5])[0]
+  middle_slerp = latent_lib.slerp(a, b, [0.5])[0]
+  middle_lerp = latent_lib.lerp(a, b, [0.5])[0]
   np.testing.assert_allclose(np.linalg.norm(middle_slerp), np.linalg.norm(a), rtol=1e-5)
   assert np.linalg.norm(middle_lerp) < 0.9 * np.linalg.norm(a)
   # Parallel vectors: no great circle, slerp falls back to lerp.
-  np.testing.assert_allclose(sampling.slerp(a, 2 * a, [0.5]), sampling.lerp(a, 2 * a, [0.5]))
+  np.testing.assert_allclose(latent_lib.slerp(a, 2 * a, [0.5]), latent_lib.lerp(a, 2 * a, [0.5]))
 
 
 def test_walk_lengths():
-  keys = sampling.seed_latents([3, 7, 11, 3], 16)
-  assert sampling.walk(keys, 30).shape == (90, 16)  # loop: no repeated last frame
-  np.testing.assert_array_equal(sampling.walk(keys, 30)[30], keys[1])
-  assert sampling.walk(keys[:3], 30).shape == (61, 16)  # open walk ends on its last keyframe
-  assert sampling.pair_rows(keys[:3], 5).shape == (2, 5, 16)
-  with pytest.raises(sampling.ExploreError, match="at least 2 keyframes"):
-    sampling.walk(keys[:1], 30)
+  keys = latent_lib.seed_latents([3, 7, 11, 3], 16)
+  assert latent_lib.walk(keys, 30).shape == (90, 16)  # loop: no repeated last frame
+  np.testing.assert_array_equal(latent_lib.walk(keys, 30)[30], keys[1])
+  assert latent_lib.walk(keys[:3], 30).shape == (61, 16)  # open walk ends on its last keyframe
+  assert latent_lib.pair_rows(keys[:3], 5).shape == (2, 5, 16)
+  with pytest.raises(errors.ExploreError, match="at least 2 keyframes"):
+    latent_lib.walk(keys[:1], 30)
 
 
 def run_interpolate(workdir, *flags):
@@ -62,7 +63,7 @@ def test_grid_has_a_row_per_pair(tiny_workdir, tmp_path):
 
 
 def test_latent_files_as_keyframes(tiny_workdir, tmp_path):
-  z = sampling.latents(5, 2, 16)
+  z = latent_lib.latents(5, 2, 16)
   np.save(tmp_path / "a.npy", z[0])
   np.save(tmp_path / "b.npy", z[1])
   out = tmp_path / "ab.gif"

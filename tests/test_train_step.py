@@ -1,7 +1,6 @@
 """The train step: purity, no host transfers, and equality across parallel modes."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -15,7 +15,7 @@ exactly the batches an uninterrupted one would have read.
   computed with jax.random, so no images cross to the devices per step.
 
 Every path hands the step uint8 images; they become floats in [-1, 1] on the
-device (`train_step.to_float_images`).
+device (`images.to_float` in the step).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from gan_jax.explore import loader as sampling
 from gan_jax.metrics import embedding
 from gan_jax.metrics import fid
 from gan_jax.metrics import weights
+from gan_jax.explore import latents as latent_lib
 
 FEATURE_NAMES = {"inception": "Inception pool3 features", "pixels": "pixels"}
 feature_metrics = periodic_eval.feature_metrics
@@ -121,7 +122,7 @@ def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
   real = periodic_eval.reference_statistics(data or config.data.path, config.data.resolution,
                                             config.data.crop, features, config.data.cache_dir,
                                             limit, batch_size, use_cache)
-  latents = sampling.latents(seed, num_samples, gan.latent_dim)
+  latents = latent_lib.latents(seed, num_samples, gan.latent_dim)
   images = periodic_eval.generate_images(jax.jit(gan.sample),
                                          periodic_eval.generator_state(g_params, g_batch_stats),
                                          latents, batch_size)

@@ -35,6 +35,7 @@ from gan_jax.explore import loader as sampling
 from gan_jax.errors import ConfigError
 from gan_jax.metrics import fid, frechet, inception, weights
 from gan_jax.training.state import GANState
+from gan_jax.explore import latents as latent_lib
 
 FEATURES = ("inception", "pixels")
 # The run's best checkpoint lives in WORKDIR/BEST_DIR/checkpoints, so it reads like a workdir.
@@ -163,7 +164,7 @@ class PeriodicEval:
                  options.features, len(self.real.features), time.perf_counter() - start,
                  options.num_samples, self.every)
     self.features = feature_extractor(options.features, options.batch_size)
-    self.latents = sampling.latents(SAMPLE_SEED, options.num_samples, gan.latent_dim)
+    self.latents = latent_lib.latents(SAMPLE_SEED, options.num_samples, gan.latent_dim)
     self._sample = jax.jit(gan.sample)
     self.best_manager, self.best_fid = None, math.inf
     if options.keep_best:

@@ -21,14 +21,18 @@ import numpy as np
 
 from gan_jax import images as image_lib
 from gan_jax.explore import loader as sampling
+from gan_jax.explore import pictures
+from gan_jax.explore import latents as latent_lib
+from gan_jax import errors
+from gan_jax import cli
 
 
 def generate(model: sampling.TrainedGAN, seed: int, num: int, truncation: float | None = None,
              batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
   """(uint8 images (num, H, W, 3), their latents (num, latent_dim)) for `seed`."""
   if num < 1:
-    raise sampling.ExploreError(f"--num must be >= 1, got {num}")
-  z = sampling.latents(seed, num, model.latent_dim, truncation)
+    raise errors.ExploreError(f"--num must be >= 1, got {num}")
+  z = latent_lib.latents(seed, num, model.latent_dim, truncation)
   return image_lib.to_uint8(model.generate(z, batch_size)), z
 
 
@@ -43,10 +47,10 @@ def run(args: argparse.Namespace) -> None:
   out = pathlib.Path(args.out)
   written = []
   if not args.grid_only:
-    written += [sampling.save_png(out / image_name(args.seed, i), image, args.zoom)
+    written += [pictures.save_png(out / image_name(args.seed, i), image, args.zoom)
                 for i, image in enumerate(images)]
   if args.grid or args.grid_only:
-    grid = image_lib.make_grid(sampling.zoom(images, args.zoom), columns=args.columns)
+    grid = image_lib.make_grid(pictures.zoom(images, args.zoom), columns=args.columns)
     written.append(image_lib.save_png(out / "grid.png", grid))
   if args.save_latents:
     out.mkdir(parents=True, exist_ok=True)
@@ -62,8 +66,8 @@ def run(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m gan_jax.generate", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  sampling.add_checkpoint_arguments(parser)
-  parser.add_argument("--num", type=sampling.positive_int, default=64, help="how many images")
+  cli.add_checkpoint_arguments(parser)
+  parser.add_argument("--num", type=cli.positive_int, default=64, help="how many images")
   parser.add_argument("--seed", type=int, default=0,
                       help="latent seed; image i uses latent (seed, i)")
   parser.add_argument("--truncation", type=float, default=None,
@@ -72,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--grid", action="store_true", help="also write grid.png of all images")
   parser.add_argument("--grid_only", action="store_true",
                       help="write only grid.png, no single-image PNGs")
-  parser.add_argument("--columns", type=sampling.positive_int, default=None,
+  parser.add_argument("--columns", type=cli.positive_int, default=None,
                       help="grid width (default: ~square)")
-  parser.add_argument("--zoom", type=sampling.positive_int, default=1,
+  parser.add_argument("--zoom", type=cli.positive_int, default=1,
                       help="upscale written pictures by this integer factor (nearest neighbour)")
   parser.add_argument("--save_latents", action="store_true",
                       help="also write latents.npy (num, latent_dim), usable by interpolate "
@@ -86,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  return sampling.run_cli(build_parser(), run, argv)
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

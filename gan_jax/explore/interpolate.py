@@ -26,6 +26,10 @@ import numpy as np
 
 from gan_jax import images as image_lib
 from gan_jax.explore import loader as sampling
+from gan_jax.explore import pictures
+from gan_jax.explore import latents as latent_lib
+from gan_jax import errors
+from gan_jax import cli
 
 OUTPUT_KINDS = (".gif", ".mp4", ".png")
 
@@ -34,22 +38,22 @@ def keyframes(model: sampling.TrainedGAN, seeds=None, latent_files=None,
               truncation: float | None = None) -> np.ndarray:
   """(K, latent_dim) keyframe latents from seeds or from .npy files."""
   if (seeds is None) == (latent_files is None):
-    raise sampling.ExploreError("give keyframes with exactly one of --seeds or --latents")
+    raise errors.ExploreError("give keyframes with exactly one of --seeds or --latents")
   if seeds is not None:
-    return sampling.seed_latents(seeds, model.latent_dim, truncation)
-  return sampling.load_latents(latent_files, model.latent_dim)
+    return latent_lib.seed_latents(seeds, model.latent_dim, truncation)
+  return latent_lib.load_latents(latent_files, model.latent_dim)
 
 
 def walk_frames(model: sampling.TrainedGAN, keys: np.ndarray, frames: int, method: str,
                 batch_size: int = 64) -> np.ndarray:
   """uint8 (F, H, W, 3) frames of the walk through `keys`."""
-  return image_lib.to_uint8(model.generate(sampling.walk(keys, frames, method), batch_size))
+  return image_lib.to_uint8(model.generate(latent_lib.walk(keys, frames, method), batch_size))
 
 
 def grid_rows(model: sampling.TrainedGAN, keys: np.ndarray, columns: int, method: str,
               batch_size: int = 64) -> np.ndarray:
   """uint8 (pairs, columns, H, W, 3): one interpolation per consecutive keyframe pair."""
-  z = sampling.pair_rows(keys, columns, method)
+  z = latent_lib.pair_rows(keys, columns, method)
   images = image_lib.to_uint8(model.generate(z.reshape(-1, z.shape[-1]), batch_size))
   return images.reshape(z.shape[:2] + images.shape[1:])
 
@@ -58,7 +62,7 @@ def require_ffmpeg(path: pathlib.Path) -> None:
   try:
     import imageio_ffmpeg  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   except ImportError:
-    raise sampling.ExploreError(
+    raise errors.ExploreError(
         f"writing {path.name} needs an ffmpeg backend for imageio, which is not installed; "
         "run `pip install imageio-ffmpeg`, or write a .gif instead") from None
 
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> None:
   out = pathlib.Path(args.out)
   kind = out.suffix.lower()
   if kind not in OUTPUT_KINDS:
-    raise sampling.ExploreError(f"--out {out} must end in {', '.join(OUTPUT_KINDS)} "
+    raise errors.ExploreError(f"--out {out} must end in {', '.join(OUTPUT_KINDS)} "
                                 "(a GIF or MP4 walk, or a PNG grid)")
   if kind == ".mp4":
     require_ffmpeg(out)  # before the model is loaded and run
@@ -88,30 +92,30 @@ def run(args: argparse.Namespace) -> None:
   keys = keyframes(model, args.seeds, args.latents, args.truncation)
   if kind == ".png":
     rows = grid_rows(model, keys, args.frames, args.method, args.batch_size)
-    grid = image_lib.make_grid(sampling.zoom(rows.reshape((-1,) + rows.shape[2:]), args.zoom),
+    grid = image_lib.make_grid(pictures.zoom(rows.reshape((-1,) + rows.shape[2:]), args.zoom),
                                columns=args.frames)
     image_lib.save_png(out, grid)
     print(f"wrote {out}: {len(rows)} row(s) x {args.frames} columns ({args.method})")
     return
-  frames = sampling.zoom(walk_frames(model, keys, args.frames, args.method, args.batch_size),
+  frames = pictures.zoom(walk_frames(model, keys, args.frames, args.method, args.batch_size),
                          args.zoom)
   write_video(out, frames, args.fps)
-  loop = " (loop)" if sampling.is_loop(keys) else ""
+  loop = " (loop)" if latent_lib.is_loop(keys) else ""
   print(f"wrote {out}: {len(frames)} frames{loop} at {args.fps:g} fps ({args.method})")
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m gan_jax.interpolate", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  sampling.add_checkpoint_arguments(parser)
+  cli.add_checkpoint_arguments(parser)
   keys = parser.add_mutually_exclusive_group(required=True)
-  keys.add_argument("--seeds", type=sampling.int_list,
+  keys.add_argument("--seeds", type=cli.int_list,
                     help="keyframe seeds, comma-separated, e.g. 3,7,11,3 (first == last: a loop)")
-  keys.add_argument("--latents", type=sampling.path_list,
+  keys.add_argument("--latents", type=cli.path_list,
                     help="keyframe latent .npy files, comma-separated (e.g. from gan_jax.project)")
-  parser.add_argument("--frames", type=sampling.positive_int, default=30,
+  parser.add_argument("--frames", type=cli.positive_int, default=30,
                       help="frames per keyframe segment (walk) or columns per row (grid)")
-  parser.add_argument("--method", choices=sampling.INTERPOLATIONS, default="slerp",
+  parser.add_argument("--method", choices=latent_lib.INTERPOLATIONS, default="slerp",
                       help="slerp: along the sphere where Gaussian latents live; "
                            "lerp: the straight line")
   parser.add_argument("--truncation", type=float, default=None,
@@ -119,13 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--out", required=True,
                       help="walk.gif, walk.mp4 (needs imageio-ffmpeg) or grid.png")
   parser.add_argument("--fps", type=float, default=15.0, help="frames per second of a walk")
-  parser.add_argument("--zoom", type=sampling.positive_int, default=1,
+  parser.add_argument("--zoom", type=cli.positive_int, default=1,
                       help="upscale frames by this integer factor (nearest neighbour)")
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-  return sampling.run_cli(build_parser(), run, argv)
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

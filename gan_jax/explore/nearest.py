@@ -36,6 +36,9 @@ from gan_jax import images as image_lib
 from gan_jax.data import prepare
 from gan_jax.explore import loader as sampling
 from gan_jax.explore.generate import generate
+from gan_jax.explore import pictures
+from gan_jax import errors
+from gan_jax import cli
 
 SPACES = ("pixels", "discriminator")
 
@@ -47,7 +50,7 @@ def embed(model: sampling.TrainedGAN, images: np.ndarray, space: str, batch_size
     return np.asarray(images, np.float32).reshape(len(images), -1) / 255.0
   if space == "discriminator":
     return model.embed(images, batch_size)
-  raise sampling.ExploreError(f"unknown --space {space!r}; use one of {', '.join(SPACES)}")
+  raise errors.ExploreError(f"unknown --space {space!r}; use one of {', '.join(SPACES)}")
 
 
 class Neighbours(NamedTuple):
@@ -66,10 +69,10 @@ def nearest(model: sampling.TrainedGAN, samples: np.ndarray, data: np.ndarray, k
   the data than that are suspiciously close.
   """
   if samples.shape[1:] != data.shape[1:]:
-    raise sampling.ExploreError(f"training images are {data.shape[1:]} but samples are "
+    raise errors.ExploreError(f"training images are {data.shape[1:]} but samples are "
                                 f"{samples.shape[1:]}; load the data at the model's resolution")
   if not 1 <= k <= len(data):
-    raise sampling.ExploreError(f"--k must be between 1 and the {len(data)} training images, "
+    raise errors.ExploreError(f"--k must be between 1 and the {len(data)} training images, "
                                 f"got {k}")
   data_vectors = embed(model, data, space, batch_size)
   index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(data_vectors)
@@ -87,7 +90,7 @@ def comparison_grid(samples: np.ndarray, data: np.ndarray, indices: np.ndarray, 
                     ) -> np.ndarray:
   """One uint8 picture: a row per sample, the sample then its neighbours."""
   rows = [np.concatenate([sample[None], data[row]]) for sample, row in zip(samples, indices)]
-  tiles = sampling.zoom(np.concatenate(rows), factor)
+  tiles = pictures.zoom(np.concatenate(rows), factor)
   return image_lib.make_grid(tiles, columns=indices.shape[1] + 1)
 
 
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
   config = model.config.data
   data_path = args.data or config.get("path")
   if not data_path:
-    raise sampling.ExploreError("the run's config names no data.path; give --data PATH")
+    raise errors.ExploreError("the run's config names no data.path; give --data PATH")
   limit = args.limit if args.limit is not None else (config.get("limit") or None)
   data = np.asarray(prepare.load_image_array(data_path, model.resolution,
                                              args.crop or config.get("crop", "center"), limit))
@@ -129,15 +132,15 @@ def run(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m gan_jax.nearest", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  sampling.add_checkpoint_arguments(parser)
+  cli.add_checkpoint_arguments(parser)
   parser.add_argument("--data", default=None,
                       help="training images: a folder, a prepared directory or a uint8 .npy "
                            "(default: the run's data.path)")
-  parser.add_argument("--limit", type=sampling.positive_int, default=None,
+  parser.add_argument("--limit", type=cli.positive_int, default=None,
                       help="use only the first N training images (default: the run's data.limit)")
   parser.add_argument("--crop", choices=("center", "celeba", "none"), default=None,
                       help="crop of the training images (default: the run's data.crop)")
-  parser.add_argument("--num", type=sampling.positive_int, default=8,
+  parser.add_argument("--num", type=cli.positive_int, default=8,
                       help="how many generated samples (rows)")
   parser.add_argument("--seed", type=int, default=0, help="latent seed, as in gan_jax.generate")
   parser.add_argument("--truncation", type=float, default=None, help="as in gan_jax.generate")
@@ -149,13 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="distance: raw pixels or the discriminator's features (see above)")
   parser.add_argument("--out", default="nearest.png",
                       help="the PNG to write; the indices and distances go to the same name .json")
-  parser.add_argument("--zoom", type=sampling.positive_int, default=2,
+  parser.add_argument("--zoom", type=cli.positive_int, default=2,
                       help="upscale the picture by this integer factor (nearest neighbour)")
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-  return sampling.run_cli(build_parser(), run, argv)
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ import optax
 
 from gan_jax import images as image_lib
 from gan_jax.explore import loader as sampling
+from gan_jax.explore import pictures
+from gan_jax.explore import latents as latent_lib
+from gan_jax import errors
+from gan_jax import cli
 
 FEATURE_LOSSES = ("downsampled", "discriminator", "none")
 
@@ -92,19 +96,19 @@ def project(model: sampling.TrainedGAN, target, steps: int = 500, restarts: int 
             ) -> Projection:
   """Fit latents to `target` (uint8 or [-1, 1] float (H, W, 3)) from `restarts` random starts."""
   if feature_loss not in FEATURE_LOSSES:
-    raise sampling.ExploreError(f"unknown --feature_loss {feature_loss!r}; use one of "
+    raise errors.ExploreError(f"unknown --feature_loss {feature_loss!r}; use one of "
                                 f"{', '.join(FEATURE_LOSSES)}")
   if steps < 1 or restarts < 1:
-    raise sampling.ExploreError(f"--steps and --restarts must be >= 1, got {steps} and {restarts}")
+    raise errors.ExploreError(f"--steps and --restarts must be >= 1, got {steps} and {restarts}")
   expected = (model.resolution, model.resolution, 3)
-  target = sampling.to_float(target)
+  target = image_lib.to_float(target)
   if target.shape != expected:
-    raise sampling.ExploreError(f"target image has shape {target.shape}; "
+    raise errors.ExploreError(f"target image has shape {target.shape}; "
                                 f"the model makes {expected}")
   if feature_loss == "discriminator" and model.state.d_params is None:
-    raise sampling.ExploreError("--feature_loss discriminator needs the model loaded with its "
+    raise errors.ExploreError("--feature_loss discriminator needs the model loaded with its "
                                 "discriminator")
-  z0 = sampling.latents(seed, restarts, model.latent_dim)
+  z0 = latent_lib.latents(seed, restarts, model.latent_dim)
   loss_fn = functools.partial(objective, model, feature_loss=feature_loss,
                               feature_weight=feature_weight, latent_weight=latent_weight)
   optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
@@ -138,13 +142,13 @@ def run(args: argparse.Namespace) -> None:
   model = sampling.load(args.workdir, args.step, discriminator=args.feature_loss == "discriminator")
   print(sampling.describe(model, args.workdir))
   crop = args.crop or model.config.data.crop
-  target = sampling.load_target(args.image, model.resolution, crop)
+  target = pictures.load_target(args.image, model.resolution, crop)
   result = project(model, target, args.steps, args.restarts, args.learning_rate,
                    args.feature_loss, args.feature_weight, args.latent_weight, args.seed)
   out, stem = pathlib.Path(args.out), pathlib.Path(args.image).stem
-  sampling.save_png(out / f"{stem}_target.png", target)
-  sampling.save_png(out / f"{stem}_projection.png", result.image)
-  compare = image_lib.make_grid(sampling.zoom(np.stack([image_lib.to_uint8(target),
+  pictures.save_png(out / f"{stem}_target.png", target)
+  pictures.save_png(out / f"{stem}_projection.png", result.image)
+  compare = image_lib.make_grid(pictures.zoom(np.stack([image_lib.to_uint8(target),
                                                         image_lib.to_uint8(result.image)]),
                                               args.zoom), columns=2)
   image_lib.save_png(out / f"{stem}_compare.png", compare)
@@ -158,13 +162,13 @@ def run(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m gan_jax.project", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  sampling.add_checkpoint_arguments(parser)
+  cli.add_checkpoint_arguments(parser)
   parser.add_argument("--image", required=True, help="the face photo to project")
   parser.add_argument("--out", default="projection", help="output folder")
   parser.add_argument("--crop", choices=("center", "celeba", "none"), default=None,
                       help="how to crop the photo to a square (default: the run's data.crop)")
-  parser.add_argument("--steps", type=sampling.positive_int, default=500, help="Adam steps")
-  parser.add_argument("--restarts", type=sampling.positive_int, default=4,
+  parser.add_argument("--steps", type=cli.positive_int, default=500, help="Adam steps")
+  parser.add_argument("--restarts", type=cli.positive_int, default=4,
                       help="random starting latents optimised together; the best is kept")
   parser.add_argument("--learning_rate", type=float, default=0.1,
                       help="Adam learning rate (cosine-decayed to 0)")
@@ -174,13 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--latent_weight", type=float, default=0.01,
                       help="weight of the (|z|^2/latent_dim - 1)^2 penalty")
   parser.add_argument("--seed", type=int, default=0, help="seed of the starting latents")
-  parser.add_argument("--zoom", type=sampling.positive_int, default=4,
+  parser.add_argument("--zoom", type=cli.positive_int, default=4,
                       help="upscaling of the side-by-side STEM_compare.png")
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-  return sampling.run_cli(build_parser(), run, argv)
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

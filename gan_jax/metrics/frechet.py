@@ -5,6 +5,8 @@ Shared by the pixel-space learning checks and FID: only the features differ.
 
 import numpy as np
 
+from gan_jax import images as image_lib
+
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Mean and (unbiased) covariance of (N, D) features, in float64."""
@@ -70,9 +72,7 @@ def pixel_projection_features(images: np.ndarray, dim: int = 64, seed: int = 0) 
   Used for cheap "did it learn" checks: the Fréchet distance on these features
   falls as generated images approach the data distribution.
   """
-  images = np.asarray(images)
-  if images.dtype == np.uint8:
-    images = images.astype(np.float64) / 127.5 - 1.0
+  images = image_lib.to_float(np.asarray(images), np.float64)
   flat = images.reshape(len(images), -1).astype(np.float64)
   projection = np.random.RandomState(seed).normal(size=(flat.shape[1], dim)) / np.sqrt(flat.shape[1])
   return flat @ projection

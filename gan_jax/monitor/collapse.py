@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gan_jax.errors import ConfigError
-from gan_jax.errors import NonFiniteLossError
+from gan_jax import images as image_lib
+from gan_jax.errors import ConfigError, NonFiniteLossError
 
 
 
@@ -41,9 +41,8 @@ def mean_pairwise_distance(images: jax.Array) -> jax.Array:
 
   Real images are uint8 [0, 255], scaled like the generator's output to [-1, 1].
   """
-  if images.dtype == jnp.uint8:
-    images = images.astype(jnp.float32) / 127.5 - 1.0
-  x = images.reshape(images.shape[0], -1).astype(jnp.float32)
+  x = image_lib.to_float(images)
+  x = x.reshape(images.shape[0], -1).astype(jnp.float32)
   squared = jnp.sum(x * x, axis=1)
   # |a-b|^2 = |a|^2 + |b|^2 - 2ab, in full float32: near-identical samples (the case
   # to detect) make this a small difference of large numbers, which TF32 would swamp.

@@ -20,19 +20,13 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from gan_jax import images as image_lib
 from gan_jax.training import augment
 from gan_jax.training import losses
 from gan_jax.training import optim
 from gan_jax.parallel import BATCH_AXIS
 from gan_jax.training.gan import GAN
 from gan_jax.training.state import GANState
-
-
-def to_float_images(batch: jax.Array) -> jax.Array:
-  """uint8 [0, 255] -> float32 [-1, 1]; float batches are taken as already scaled."""
-  if batch.dtype == jnp.uint8:
-    return batch.astype(jnp.float32) / 127.5 - 1.0
-  return batch.astype(jnp.float32)
 
 
 def global_latents(step_key: jax.Array, local_batch: int, latent_dim: int) -> jax.Array:
@@ -120,7 +114,7 @@ def train_step(gan: GAN, state: GANState, batch: jax.Array, key: jax.Array
   device-averaged gradients are not finite; the metrics count both.
   """
   step_key = jax.random.fold_in(key, state.step)
-  real = to_float_images(batch)
+  real = image_lib.to_float(batch)
   # Other randomness differs per device: fold in the device index.
   key = jax.random.fold_in(step_key, lax.axis_index(BATCH_AXIS))
   d_key, g_key = jax.random.split(key, 2)
