@@ -432,5 +432,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from gan_jax.config.checks import parse_flags  # pylint: disable=import-outside-toplevel
+  from gan_jax.config.options import parse_flags  # pylint: disable=import-outside-toplevel
   app.run(main, flags_parser=parse_flags)

@@ -33,7 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from gan_jax.config.checks import flatten_options
+from gan_jax.config.options import flatten_options
 from gan_jax.training.state import GANState, create_state
 from gan_jax.errors import CheckpointError
 

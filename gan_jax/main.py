@@ -9,10 +9,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import checkpoint, distributed, train
-from gan_jax.monitor import collapse
-from gan_jax.config import checks as config_checks
-from gan_jax.data import prepare
+from gan_jax import distributed, errors, train
+from gan_jax.config import options
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +31,7 @@ def main(argv):
   train.use_deterministic_ops(FLAGS.config)
   try:
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  except distributed.DistributedError as error:
+  except errors.DistributedError as error:
     sys.exit(f"error: {error}")
   logging.info("%s", distributed.describe())
   if jax.process_index() != 0:
@@ -43,10 +41,9 @@ def main(argv):
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   # What a user can cause: options that do not fit, a bad data path or image set, a checkpoint
   # of another config, losses that went NaN. Each message says what to change.
-  except (checkpoint.CheckpointError, config_checks.ConfigError, prepare.DataError,
-          collapse.NonFiniteLossError) as error:
+  except errors.UserError as error:
     sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=config_checks.parse_flags)
+  app.run(main, flags_parser=options.parse_flags)

@@ -7,7 +7,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from gan_jax.config import checks as config_checks
+from gan_jax.config import options
 from gan_jax.training.state import create_state, param_count
 from gan_jax.training.gan import GAN
 
@@ -28,4 +28,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=config_checks.parse_flags)
+  app.run(main, flags_parser=options.parse_flags)
