@@ -2,7 +2,7 @@
 
 Same networks as configs/celeba32.py and configs/celeba64.py (latent 100, 64
 filters, batch norm on every layer of G but the last and on every conv of D but
-the first) and the same iteration as gan_jax.train_step: one D update on a real
+the first) and the same iteration as gan_jax.training.step: one D update on a real
 and a fake batch, then one G update through the updated D on the same fakes;
 Adam(2e-4, b1=0.5), BCE with logits (non-saturating G loss). Real images are
 already on the device and reused, as in gan_jax.bench's model-only rows.

@@ -38,6 +38,10 @@ from typing import Any, Callable, Iterator
 from absl import app, flags
 from ml_collections import config_flags
 
+from gan_jax import cli
+from gan_jax.errors import ConfigError
+from gan_jax.data import loader as data_loader
+
 FLAGS = flags.FLAGS
 
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
@@ -231,9 +235,8 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from gan_jax import parallel  # pylint: disable=import-outside-toplevel
+  from gan_jax import parallel, train  # pylint: disable=import-outside-toplevel
   from gan_jax.data import pipeline as input_pipeline  # pylint: disable=import-outside-toplevel
-  from gan_jax.training.state import create_state  # pylint: disable=import-outside-toplevel
   from gan_jax.training.gan import GAN  # pylint: disable=import-outside-toplevel
   from gan_jax.training.step import make_train_step  # pylint: disable=import-outside-toplevel
 
@@ -251,12 +254,8 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   device = devices[0]
   peak, peak_basis = peak_flops(device, config.train.get("conv_dtype") or config.train.dtype)
 
-  init = jax.jit(lambda key: create_state(gan, key))
-
-  def fresh_state(runner):
-    state = init(jax.random.key(config.seed))
-    key = runner.put_key(jax.random.wrap_key_data(jax.random.key_data(state.key).copy()))
-    return runner.put_state(state), key
+  def fresh_state(runner):  # each runner's step donates the state it is given
+    return train.place_state(runner, train.initial_state(gan, config.seed))
 
   model_runner = parallel.DataParallel(scan_steps(step_fn, scan), config.parallel, mesh=mesh)
   batch_on_device = model_runner.put_batch(images[:batch])
@@ -350,8 +349,6 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
   """Time every (batch, dtype, path), print the table, and return (and write) the results."""
   import jax  # pylint: disable=import-outside-toplevel
 
-  from gan_jax.data import prepare  # pylint: disable=import-outside-toplevel
-
   available = jax.devices()
   if num_devices < 0 or num_devices > len(available):
     raise ValueError(f"--devices={num_devices} but {len(available)} device(s) are available; "
@@ -360,7 +357,7 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
   resolution = config.data.resolution
   largest = max(batches) * scan
   if config.data.path:
-    images = prepare.training_images(config.data.path, resolution, config.data.crop,
+    images = data_loader.training_images(config.data.path, resolution, config.data.crop,
                                      config.data.cache_dir, limit=config.data.limit or None)
     source = str(config.data.path)
   else:
@@ -399,6 +396,8 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
   return result
 
 
+# run's ValueErrors (--devices, too few --num_images) are the user's to fix too.
+@cli.exit_on_user_error(ValueError)
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -407,7 +406,8 @@ def main(argv):
   try:
     batches = [int(b) for b in FLAGS.batch] if FLAGS.batch else [config.train.batch_size]
   except ValueError:
-    sys.exit(f"error: --batch={','.join(FLAGS.batch)} must be comma-separated integers, e.g. 128,512")
+    raise ConfigError(f"--batch={','.join(FLAGS.batch)} must be comma-separated integers, "
+                      "e.g. 128,512") from None
   dtypes = FLAGS.dtype or [config.train.dtype]
   problems = ([f"--dtype {d!r} is not one of {', '.join(DTYPES)}, optionally /one of them for "
                "the convolutions (e.g. float32/bfloat16)" for d in dtypes
@@ -419,18 +419,15 @@ def main(argv):
                  for name in ("steps", "repeats", "scan") if getattr(FLAGS, name) < 1]
               + ([f"--warmup={FLAGS.warmup} must be >= 0"] if FLAGS.warmup < 0 else []))
   if problems:
-    sys.exit("error: " + "; ".join(problems))
+    raise ConfigError("; ".join(problems))
   # As gan_jax.main does, before a JAX backend starts: training's XLA flags.
   from gan_jax import train  # pylint: disable=import-outside-toplevel
   train.use_deterministic_ops(config)
-  try:
-    paths = [path for path in PATHS if path in FLAGS.paths]  # model first: others compare to it
-    run(config, batches, dtypes, paths, FLAGS.devices, FLAGS.steps, FLAGS.warmup,
-        FLAGS.repeats, FLAGS.scan, FLAGS.num_images, FLAGS.json, FLAGS.profile)
-  except ValueError as error:  # ConfigError and DataError included
-    sys.exit(f"error: {error}")
+  paths = [path for path in PATHS if path in FLAGS.paths]  # model first: others compare to it
+  run(config, batches, dtypes, paths, FLAGS.devices, FLAGS.steps, FLAGS.warmup,
+      FLAGS.repeats, FLAGS.scan, FLAGS.num_images, FLAGS.json, FLAGS.profile)
 
 
 if __name__ == "__main__":
   from gan_jax.config.options import parse_flags  # pylint: disable=import-outside-toplevel
-  app.run(main, flags_parser=parse_flags)
+  cli.run_absl(main, flags_parser=parse_flags)

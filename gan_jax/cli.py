@@ -1,21 +1,29 @@
 """The command-line conventions every `python -m gan_jax.<command>` follows.
 
-argparse commands: `run_cli(parser, run, argv)` parses, runs, and turns an
-error the user can cause (`errors.UserError`) into one line on stderr,
-`error: <what is wrong and what to do>`, and exit code 1; argparse itself
-reports bad flags with exit code 2. The types below give the flags' values
-one meaning everywhere.
+An error the user can cause (`errors.UserError`) ends a command with one line
+on stderr, `error: <what is wrong and what to do>`, and exit code 1; a flag
+that does not parse is the flag parser's to report (argparse: usage and exit
+code 2); --help prints the usage and exits with code 0. argparse commands
+get this from `run_cli(parser, run, argv)`; the absl commands that take
+`--config` (main, bench, models) decorate their main with
+`@exit_on_user_error()` and start with `run_absl`. The types below give the
+flags' values one meaning everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
-from absl import logging
+from absl import app, logging
 
 from gan_jax.errors import UserError
+
+ExceptionTypes = tuple[type[BaseException], ...]
+# absl's help flags; each prints the usage and exits (with code 1, which run_absl makes 0).
+ABSL_HELP_FLAGS = ("--help", "-help", "--helpshort", "-helpshort", "--helpfull", "-helpfull", "-?")
 
 
 def int_list(text: str) -> list[int]:
@@ -43,6 +51,7 @@ def path_list(text: str) -> list[str]:
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+  """--workdir, --step and --batch_size of the commands that sample a trained generator."""
   parser.add_argument("--workdir", required=True,
                       help="training directory (the one given to gan_jax.main); its checkpoints/ "
                            "hold the weights and the config")
@@ -52,14 +61,59 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                       help="images per generator call (lower it if memory runs out)")
 
 
-def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], None],
-            argv: Sequence[str] | None) -> int:
-  """Parse argv, run, and turn user errors into one line on stderr and exit code 1."""
+def report_error(error: BaseException) -> None:
+  """The one line on stderr that a user error ends a command with."""
+  print(f"error: {error}", file=sys.stderr)
+
+
+def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
+            argv: Sequence[str] | None, *, also: ExceptionTypes = ()) -> int:
+  """Parse argv, run, and turn user errors into one line on stderr and exit code 1.
+
+  Returns the exit code: `run`'s return value, or 0 when it returns None. `also`
+  names exceptions other than `errors.UserError` that this command reports the
+  same way (ones its libraries raise for bad input).
+  """
   args = parser.parse_args(argv)
   logging.set_verbosity(logging.ERROR)  # Orbax reports every restore at INFO/WARNING.
   try:
-    run(args)
-  except UserError as error:
-    print(f"error: {error}", file=sys.stderr)
+    code = run(args)
+  except (UserError, *also) as error:
+    report_error(error)
     return 1
-  return 0
+  return 0 if code is None else code
+
+
+@contextlib.contextmanager
+def exit_on_user_error(*also: type[BaseException]) -> Iterator[None]:
+  """A user error (or one of `also`) ends the program as in `run_cli`: one line, exit code 1.
+
+  For absl commands, as a decorator of their main (or a `with` block): absl's
+  `app.run` passes the SystemExit on, so no traceback follows the line.
+  """
+  try:
+    yield
+  except (UserError, *also) as error:
+    report_error(error)
+    raise SystemExit(1) from None
+
+
+def run_absl(main: Callable[[list[str]], None],
+             flags_parser: Callable[[list[str]], list[str]]) -> None:
+  """`app.run(main, flags_parser=...)`, where --help exits with code 0 as argparse's does.
+
+  absl prints the help and exits with code 1; that reads as a failure to
+  scripts that check a command with --help. The help flag is parsed alone, so
+  nothing else on the command line can fail in its place.
+  """
+  def parse(argv: list[str]) -> list[str]:
+    flag_args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    asked = [arg for arg in flag_args if arg in ABSL_HELP_FLAGS]
+    if asked:
+      try:
+        flags_parser([argv[0], asked[0]])
+      except SystemExit as stop:
+        raise SystemExit(0 if stop.code == 1 else stop.code) from None
+    return flags_parser(argv)
+
+  app.run(main, flags_parser=parse)

@@ -32,3 +32,7 @@ class NonFiniteLossError(UserError):
 
 class DistributedError(UserError):
   """Multi-process settings that cannot work; the message says what to set."""
+
+
+class WeightsError(UserError):
+  """The FID Inception weights are missing or could not be fetched: the message says what to do."""

@@ -3,13 +3,11 @@
 Any config option can be overridden, e.g. `--config.train.batch_size=256`.
 """
 
-import sys
-
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import distributed, errors, train
+from gan_jax import cli, distributed, train
 from gan_jax.config import options
 
 FLAGS = flags.FLAGS
@@ -24,26 +22,21 @@ flags.DEFINE_integer("num_processes", None, "How many processes (hosts) take par
 flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes-1.")
 
 
+# What a user can cause (multi-process flags, options that do not fit, a bad data path or image
+# set, a checkpoint of another config, losses that went NaN): one line that says what to change.
+@cli.exit_on_user_error()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   # Before anything starts a JAX backend: XLA reads its flags only then.
   train.use_deterministic_ops(FLAGS.config)
-  try:
-    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  except errors.DistributedError as error:
-    sys.exit(f"error: {error}")
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("%s", distributed.describe())
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)  # one log to read; warnings still come from all
   logging.info("config:\n%s", FLAGS.config)
-  try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  # What a user can cause: options that do not fit, a bad data path or image set, a checkpoint
-  # of another config, losses that went NaN. Each message says what to change.
-  except errors.UserError as error:
-    sys.exit(f"error: {error}")
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=options.parse_flags)
+  cli.run_absl(main, flags_parser=options.parse_flags)

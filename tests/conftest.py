@@ -38,8 +38,8 @@ def faces_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def faces16(faces_dir) -> "np.ndarray":
   """The first 2,000 real faces, centre-cropped and resized to 16 px (uint8)."""
-  from gan_jax.data import prepare
-  return prepare.load_image_array(faces_dir, resolution=16, crop="center", limit=2000)
+  from gan_jax.data import loader as data_loader
+  return data_loader.load_image_array(faces_dir, resolution=16, crop="center", limit=2000)
 
 
 @pytest.fixture(scope="session")

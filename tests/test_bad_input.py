@@ -13,6 +13,7 @@ from configs import tiny
 from gan_jax import train
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.data import prepare
+from gan_jax.data import loader as data_loader
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,11 +35,11 @@ def assert_nothing_written(out: pathlib.Path):
 def test_missing_path(tmp_path):
   with pytest.raises(prepare.DataError, match=r"data path '.*nowhere' does not exist; set "
                      r"--config.data.path to a folder of face images"):
-    prepare.training_images(tmp_path / "nowhere", 16)
+    data_loader.training_images(tmp_path / "nowhere", 16)
   with pytest.raises(prepare.DataError, match=r"source folder '.*nowhere' does not exist"):
     run_prepare(f"folder:{tmp_path / 'nowhere'}", tmp_path / "out")
   with pytest.raises(prepare.DataError, match=r"data.path is empty; set --config.data.path"):
-    prepare.training_images("", 16)
+    data_loader.training_images("", 16)
   assert_nothing_written(tmp_path / "out")
 
 
@@ -69,7 +70,7 @@ def test_empty_folder(tmp_path):
                      r".*empty: the folder is empty"):
     run_prepare(f"folder:{tmp_path / 'empty'}", tmp_path / "out")
   with pytest.raises(prepare.DataError, match=r"the folder is empty"):
-    prepare.training_images(tmp_path / "empty", 16, cache_dir=tmp_path / "cache")
+    data_loader.training_images(tmp_path / "empty", 16, cache_dir=tmp_path / "cache")
   assert_nothing_written(tmp_path / "out")
   assert_nothing_written(tmp_path / "cache")
 
@@ -93,7 +94,7 @@ def test_folder_with_no_decodable_image(tmp_path):
     run_prepare(f"folder:{src}", tmp_path / "out")
   assert_nothing_written(tmp_path / "out")   # no array, no metadata, no temporary files
   with pytest.raises(prepare.DataError, match=r"none of the 2 image files"):
-    prepare.training_images(src, 8, cache_dir=tmp_path / "cache")
+    data_loader.training_images(src, 8, cache_dir=tmp_path / "cache")
   assert [p for p in (tmp_path / "cache").iterdir()] == []
 
 
@@ -144,7 +145,7 @@ def test_one_and_four_channel_images(tmp_path):
     with pytest.raises(prepare.DataError, match=rf"c{channels}.npy holds uint8 \(4, 8, 8, "
                        rf"{channels}\); expected uint8 \(N, H, W, 3\) images. Make one with "
                        r"`python -m gan_jax.prepare --source npy:FILE`"):
-      prepare.training_images(tmp_path / f"c{channels}.npy", 8)
+      data_loader.training_images(tmp_path / f"c{channels}.npy", 8)
     assert run_prepare(f"npy:{tmp_path / f'c{channels}.npy'}", tmp_path / f"o{channels}",
                        ).images.shape == (4, 8, 8, 3)
 
@@ -165,16 +166,16 @@ def test_prepared_data_of_the_wrong_resolution(tmp_path):
   message = (r"images.npy holds 8x8 images but data.resolution is 16; prepare it at 16 px "
              r"\(--resolution 16\) or set --config.data.resolution=8")
   with pytest.raises(prepare.DataError, match=message):
-    prepare.training_images(tmp_path / "p8", 16)
+    data_loader.training_images(tmp_path / "p8", 16)
   with pytest.raises(prepare.DataError, match=message):
-    prepare.training_images(tmp_path / "p8" / "images.npy", 16)
+    data_loader.training_images(tmp_path / "p8" / "images.npy", 16)
 
 
 def test_prepared_data_of_the_wrong_dtype(tmp_path):
   np.save(tmp_path / "floats.npy", np.zeros((4, 8, 8, 3), np.float32))
   with pytest.raises(prepare.DataError, match=r"floats.npy holds float32 \(4, 8, 8, 3\); expected "
                      r"uint8 \(N, H, W, 3\) images"):
-    prepare.training_images(tmp_path / "floats.npy", 8)
+    data_loader.training_images(tmp_path / "floats.npy", 8)
   with pytest.raises(prepare.DataError, match=r"an npy source must be uint8"):
     run_prepare(f"npy:{tmp_path / 'floats.npy'}", tmp_path / "out")
 
@@ -184,13 +185,13 @@ def test_interrupted_prepared_directory(tmp_path):
   np.save(tmp_path / "half" / "images.npy", np.zeros((4, 8, 8, 3), np.uint8))
   with pytest.raises(prepare.DataError, match=r"holds images.npy but no metadata.json: its "
                      r"preparation was interrupted"):
-    prepare.training_images(tmp_path / "half", 8)
+    data_loader.training_images(tmp_path / "half", 8)
 
 
 def test_not_a_npy_file(tmp_path):
   (tmp_path / "faces.zip").write_bytes(b"PK")
   with pytest.raises(prepare.DataError, match=r"faces.zip is a file but not a .npy array"):
-    prepare.training_images(tmp_path / "faces.zip", 8)
+    data_loader.training_images(tmp_path / "faces.zip", 8)
 
 
 def tiny_config(npy_path, batch_size):

@@ -83,7 +83,9 @@ def test_bench_rejects_bad_options_with_one_line():
 
 def test_bench_imports_neither_tensorflow_nor_clu():
   code = ("import sys\n"
-          "from gan_jax import bench, input_pipeline, parallel, prepare, train, train_step\n"
+          "from gan_jax import bench, parallel, train\n"
+          "from gan_jax.data import pipeline, prepare\n"
+          "from gan_jax.training import gan, step\n"
           "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
           "('tensorflow', 'tensorflow_datasets', 'clu'))\n"
           "assert not bad, bad\n")
@@ -215,11 +217,11 @@ def test_cpu_gradients_have_no_dilated_convolutions():
 def _tiny_models(**overrides):
   """configs/tiny.py's (generator, discriminator) with `overrides` ({"model.x": v}), two
   latents and G's initial variables."""
-  from gan_jax.models import build_models  # pylint: disable=import-outside-toplevel
+  from gan_jax import models  # pylint: disable=import-outside-toplevel
   from configs import tiny  # pylint: disable=import-outside-toplevel
   config = tiny.get_config()
   config.update_from_flattened_dict(overrides)
-  generator, discriminator = build_models(config)
+  generator, discriminator = models.build(config)
   z = jnp.ones((2, config.model.latent_dim))
   return generator, discriminator, z, generator.init(jax.random.key(0), z, train=False)
 

@@ -1,4 +1,4 @@
-"""Checkpoint contents, fingerprints, config checks and damaged checkpoints.
+"""Checkpoint contents, fingerprints, the resume policy, damaged checkpoints and loading G.
 
 No training here: states are random arrays of the tiny model's shapes, so
 these tests compile almost nothing (tests/test_resume.py trains).
@@ -11,10 +11,14 @@ import pathlib
 import jax
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from configs import tiny
 from gan_jax import checkpoint
+from gan_jax.checkpoint import __main__ as command
+from gan_jax.config import resume
+from gan_jax.explore import loader
 from gan_jax.training.gan import GAN
 
 
@@ -51,6 +55,15 @@ def save_steps(workdir, config, steps, sharding=None, keep=3):
   return manager, states
 
 
+def checkpoint_main(*argv):
+  """python -m gan_jax.checkpoint ARGV; the logging level it raises is restored after."""
+  verbosity = absl_logging.get_verbosity()
+  try:
+    return command.main(list(argv))
+  finally:
+    absl_logging.set_verbosity(verbosity)
+
+
 def replicated(num_devices):
   return NamedSharding(Mesh(np.asarray(jax.devices()[:num_devices]), ("batch",)), P())
 
@@ -76,21 +89,21 @@ def test_fingerprint_of_state_matches_saved_checkpoint(tmp_path, capsys):
   assert checkpoint.fingerprint(tree) == checkpoint.fingerprint(states[10])
   assert checkpoint.fingerprint(states[5]) != checkpoint.fingerprint(states[10])
 
-  assert checkpoint.main(["fingerprint", str(tmp_path), "--step", "5"]) == 0
+  assert checkpoint_main("fingerprint", str(tmp_path), "--step", "5") == 0
   assert capsys.readouterr().out.split() == [
       "step", "5", "sha256", checkpoint.fingerprint(states[5])]
-  assert checkpoint.main(["list", str(tmp_path)]) == 0
+  assert checkpoint_main("list", str(tmp_path)) == 0
   lines = capsys.readouterr().out.splitlines()
   assert [line.split()[:2] for line in lines] == [["step", "5"], ["step", "10"]]
   assert all(line.endswith("MiB") for line in lines)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-  assert checkpoint.main(["list", str(tmp_path)]) == 1
+  assert checkpoint_main("list", str(tmp_path)) == 1
   assert "no checkpoints/ under" in capsys.readouterr().err
   save_steps(tmp_path, tiny_config(), [3])
-  assert checkpoint.main(["fingerprint", str(tmp_path), "--step", "4"]) == 1
-  assert "no checkpoint of step 4" in capsys.readouterr().err
+  assert checkpoint_main("fingerprint", str(tmp_path), "--step", "4") == 1
+  assert "no checkpoint for step 4" in capsys.readouterr().err
 
 
 def test_restore_onto_fewer_devices(tmp_path):
@@ -110,13 +123,13 @@ def test_config_check_allows_length_and_cadence_only(tmp_path):
   longer = tiny_config(num_steps=5000)
   longer.log_every, longer.checkpoint_every, longer.checkpoint_keep = 7, 3, 9
   longer.data.path = "/elsewhere/faces"
-  checkpoint.check_config(saved, longer, tmp_path)  # no error
+  resume.check_config(saved, longer, tmp_path)  # no error
 
   wider = tiny_config()
   wider.model.width = 16
   wider.loss.r1_every = 4  # ends in _every, but changes the training
   with pytest.raises(checkpoint.CheckpointError) as error:
-    checkpoint.check_config(saved, wider, tmp_path)
+    resume.check_config(saved, wider, tmp_path)
   message = str(error.value)
   assert "cannot be resumed" in message and "new --workdir" in message
   assert "model.width: saved 8, now 16" in message
@@ -155,7 +168,7 @@ def test_damaged_latest_falls_back_to_previous(tmp_path, caplog, how):
   manager, states = save_steps(tmp_path, config, [1, 2, 3])
   damage(tmp_path / "checkpoints" / "3", how)
   abstract = checkpoint.abstract_state(GAN.from_config(config), config)
-  with caplog.at_level(logging.WARNING):
+  with caplog.at_level(logging.WARNING, logger="absl"):
     state, data = checkpoint.restore(manager, abstract, config=config, move_damaged=True)
   assert data["step"] == 2
   assert checkpoint.fingerprint(state) == checkpoint.fingerprint(states[2])
@@ -181,16 +194,45 @@ def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
     checkpoint.restore_tree(tmp_path)
 
 
+def test_saved_config_takes_defaults_only_for_missing_options():
+  saved = tiny_config().to_dict()
+  del saved["eval"]  # as saved before periodic evaluation existed
+  del saved["train"]["ema_rampup"]
+  saved["model"]["width"] = 4
+  merged = resume.with_defaults(saved)
+  defaults = resume.with_defaults({})
+  assert merged["eval"] == defaults["eval"] and "every" in merged["eval"]
+  assert merged["train"]["ema_rampup"] == defaults["train"]["ema_rampup"]
+  assert merged["model"]["width"] == 4 and merged["data"]["path"] == "unused"
+
+
 @pytest.mark.parametrize("ema_decay", [0.0, 0.999])
-def test_load_generator_reads_only_the_generator(tmp_path, ema_decay):
+def test_load_reads_only_the_networks_and_samples_with_the_ema(tmp_path, ema_decay):
   config = tiny_config(ema_decay=ema_decay)
   _, states = save_steps(tmp_path, config, [6])
   saved = states[6]
-  loaded_config, gan, params, batch_stats = checkpoint.load_generator(tmp_path)
-  assert loaded_config.to_dict() == config.to_dict()
+  model = loader.load(tmp_path, discriminator=True)
+  assert model.step == 6 and model.config.to_dict() == config.to_dict()
+  state = model.state
+  assert state.g_opt_state is None and state.d_opt_state is None and state.step is None
+  for field in ("g_params", "g_batch_stats", "d_params", "d_batch_stats", "ema_g_params"):
+    assert checkpoint.fingerprint(getattr(state, field)) == checkpoint.fingerprint(
+        getattr(saved, field)), field
+  assert model.uses_ema == bool(ema_decay) and (state.ema_g_params is None) == (not ema_decay)
+  z = np.random.default_rng(0).standard_normal((2, config.model.latent_dim)).astype(np.float32)
   expected = saved.ema_g_params if ema_decay else saved.g_params
-  assert checkpoint.fingerprint(params) == checkpoint.fingerprint(expected)
-  assert checkpoint.fingerprint(batch_stats) == checkpoint.fingerprint(saved.g_batch_stats)
-  images = gan.generator.apply({"params": params, "batch_stats": batch_stats},
-                               np.zeros((2, config.model.latent_dim), np.float32), train=False)
+  apply = jax.jit(lambda params, stats, z: model.gan.generator.apply(
+      {"params": params, "batch_stats": stats}, z, train=False))
+  images = apply(expected, saved.g_batch_stats, z)
   assert images.shape == (2, 16, 16, 3)
+  np.testing.assert_array_equal(model.generate(z, batch_size=2), images)
+  assert loader.load(tmp_path).state.d_params is None
+
+
+def test_load_without_checkpoint_says_train_first(tmp_path):
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoints in .* train first"):
+    loader.load(tmp_path)
+  save_steps(tmp_path, tiny_config(), [3, 6])
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint for step 4 .*available "
+                                                       "steps: 3, 6"):
+    loader.load(tmp_path, step=4)

@@ -20,6 +20,7 @@ import pytest
 from configs import tiny
 from gan_jax import checkpoint, distributed, train
 from gan_jax.config.checks import ConfigError
+from gan_jax.data import loader as data_loader
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -120,11 +121,10 @@ def hidden_tensorflow(directory: pathlib.Path) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def runs(faces_dir, tmp_path_factory):
   """Train STEPS steps of configs/tiny.py: 1 process x 4 devices, and 2 processes x 2 devices."""
-  from gan_jax.data import prepare
   root = tmp_path_factory.mktemp("distributed")
   hide_tf = hidden_tensorflow(root / "no_tf")
   # Prepared once here (it is cached), not by three processes at once.
-  prepare.training_images(faces_dir, 16, "center")
+  data_loader.training_images(faces_dir, 16, "center")
   flags = [f"--config.data.path={faces_dir}", f"--config.train.num_steps={STEPS}",
            # numpy: each process reads only its own share of every batch.
            "--config.data.pipeline=numpy", "--config.log_every=1"]

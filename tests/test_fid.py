@@ -7,6 +7,7 @@ import scipy.linalg
 from gan_jax.data import prepare
 from gan_jax.metrics import fid
 from gan_jax.metrics import frechet
+from gan_jax.data import loader as data_loader
 
 
 def random_spd(rng, dim):
@@ -47,7 +48,7 @@ def test_frechet_of_same_features_is_zero():
 
 def test_fid_of_face_halves_far_below_noise(faces_dir):
   # Pixel projections stand in for Inception features (too slow on CPU for 1,000 images).
-  faces = prepare.load_image_array(faces_dir, resolution=64, limit=1000)
+  faces = data_loader.load_image_array(faces_dir, resolution=64, limit=1000)
   noise = np.random.RandomState(0).randint(0, 256, size=faces[:500].shape, dtype=np.uint8)
   features = frechet.pixel_projection_features(faces)
   halves = frechet.frechet_distance_of(features[:500], features[500:])

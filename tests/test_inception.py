@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from gan_jax.eval import evaluate
-from gan_jax.data import prepare
+from gan_jax.data import loader as data_loader
 from gan_jax.metrics import inception
 from gan_jax.metrics import weights
 
@@ -94,7 +94,7 @@ def test_fid_of_faces_far_below_noise(faces_dir, extractor, tmp_path, monkeypatc
   # The extractor holds the weights already; only the feature cache moves to tmp_path.
   monkeypatch.setenv("GAN_JAX_CACHE", str(tmp_path / "cache"))
   # Few images, so only the ordering is meaningful, not the values.
-  faces = prepare.load_image_array(faces_dir, resolution=64, crop="center", limit=2 * BATCH)
+  faces = data_loader.load_image_array(faces_dir, resolution=64, crop="center", limit=2 * BATCH)
   noise = np.random.RandomState(0).randint(0, 256, size=faces.shape, dtype=np.uint8)
   np.save(tmp_path / "faces_a.npy", faces[:BATCH])
   np.save(tmp_path / "faces_b.npy", faces[BATCH:])

@@ -100,6 +100,7 @@ def test_processes_read_disjoint_shares_of_the_global_batch(images):
 
 
 def test_an_epoch_visits_every_used_example_once(images):
+  assert input_pipeline.steps_per_epoch(len(images), BATCH) == 6
   seen = np.concatenate([input_pipeline.batch_indices(SEED, s, BATCH, len(images)) for s in range(6)])
   assert len(set(seen.tolist())) == 6 * BATCH   # 96 of 100: the remainder is dropped
 
@@ -154,8 +155,8 @@ def test_training_on_the_device_path_without_tensorflow(tmp_path):
       assert int(state.step) == 3, state.step
       assert sys.modules["tensorflow"] is None
       from gan_jax.data import pipeline as input_pipeline
-      from gan_jax.data import prepare
-      faces = prepare.training_images(config.data.path, 16)
+      from gan_jax.data import loader as data_loader
+      faces = data_loader.training_images(config.data.path, 16)
       assert input_pipeline.choose_pipeline("auto", faces, 0) == "numpy"   # never tf.data
       print("trained", int(state.step), "steps without tensorflow")
       """)

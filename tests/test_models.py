@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import celeba64
-from gan_jax.models import Discriminator, Generator
+from gan_jax.models.dcgan import Discriminator, Generator
 from gan_jax.models.dcgan import num_upsamplings, start_size
 from gan_jax.training.state import create_state, param_count
 from gan_jax.training.gan import GAN

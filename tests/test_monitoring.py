@@ -19,6 +19,7 @@ from configs import tiny
 from gan_jax import parallel, train
 from gan_jax.monitor import collapse
 from gan_jax.monitor import monitor as monitoring
+from gan_jax.monitor import writer as writer_lib
 from gan_jax.parallel import BATCH_AXIS
 
 TRAIN_SCALARS = ("d_loss", "g_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm",
@@ -137,7 +138,7 @@ def test_loop_reads_nothing_from_device_between_log_steps(tmp_path, monkeypatch,
   monitor.step(4, metrics, state)
   assert reads.count > 0  # the log step fetched the average
   monitor.close()
-  record = json.loads((tmp_path / monitoring.METRICS_FILE).read_text().splitlines()[-1])
+  record = json.loads((tmp_path / writer_lib.METRICS_FILE).read_text().splitlines()[-1])
   mean = batch.mean() / 255
   assert record["step"] == 4 and record["step_time"] > 0
   assert record["d_loss"] == pytest.approx(mean)
@@ -174,7 +175,7 @@ def test_non_finite_interval_stops_with_advice(tmp_path, caplog):
   monitor.step(5, {**good, "d_loss": jnp.float32(np.nan)}, state)
   with pytest.raises(collapse.NonFiniteLossError, match=r"step 6: d_loss=nan.*lower learning"):
     monitor.step(6, {**good, "d_loss": jnp.float32(np.nan)}, state)
-  last = json.loads((tmp_path / monitoring.METRICS_FILE).read_text().splitlines()[-1])
+  last = json.loads((tmp_path / writer_lib.METRICS_FILE).read_text().splitlines()[-1])
   assert last["step"] == 6 and last["collapse/non_finite"] == 1.0
 
 
@@ -187,8 +188,8 @@ def test_bad_monitor_option_names_the_flag(tmp_path):
 
 def test_tensorboard_writer_needs_no_tensorflow(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "clu", None)  # as on a machine without TensorFlow/clu
-  writer = monitoring.create_summary_writer(tmp_path)
-  assert isinstance(writer, monitoring.TensorBoardWriter)
+  writer = writer_lib.create_summary_writer(tmp_path)
+  assert isinstance(writer, writer_lib.TensorBoardWriter)
   grid = np.zeros((10, 14, 3), np.uint8)
   grid[:, :7] = 255
   writer.write_scalars(3, {"d_loss": 0.25, "g_loss": 2.0})

@@ -16,8 +16,11 @@ import pytest
 
 from gan_jax import checkpoint, train
 from gan_jax.eval import evaluate
-from gan_jax.eval import evaluator as periodic_eval
-from gan_jax.config.checks import ConfigError
+from gan_jax.eval import evaluator as evaluator_lib
+from gan_jax.errors import ConfigError
+from gan_jax.explore import latents as latent_lib
+from gan_jax.explore import loader
+from gan_jax.metrics import fid
 from gan_jax.training.gan import GAN
 
 NUM_SAMPLES, BATCH = 48, 16
@@ -62,7 +65,7 @@ def test_logged_fid_equals_evaluate_run(eval_run):
 
 def test_best_checkpoint_is_kept_and_loadable(eval_run):
   fids, _ = logged_fids(eval_run)
-  best_dir = eval_run / periodic_eval.BEST_DIR
+  best_dir = eval_run / evaluator_lib.BEST_DIR
   manager = checkpoint.make_manager(best_dir, read_only=True)
   best_step = min(fids, key=fids.get)
   assert manager.all_steps() == [best_step]
@@ -71,9 +74,9 @@ def test_best_checkpoint_is_kept_and_loadable(eval_run):
   settings = (saved["features"], saved["num_samples"], saved["num_real"])
   assert settings == ("pixels", NUM_SAMPLES, 512)
 
-  config, gan, g_params, _ = checkpoint.load_generator(best_dir)
-  assert gan.latent_dim == config.model.latent_dim
-  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g_params))
+  model = loader.load(best_dir)
+  assert model.step == best_step and model.latent_dim == model.config.model.latent_dim
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(model.state.g_params))
   result, path = evaluate.evaluate_checkpoint(eval_run, None, NUM_SAMPLES, "pixels",
                                               batch_size=BATCH, best=True)
   assert (result["step"], result["checkpoint"], result["fid"]) == (best_step, "best",
@@ -85,21 +88,41 @@ def test_resumed_evaluator_keeps_best_only_when_comparable(eval_run):
   fids, _ = logged_fids(eval_run)
   config = eval_config(eval_run)
   gan = GAN.from_config(config)
-  same = periodic_eval.PeriodicEval(config, eval_run, gan, monitor=None)
+  same = evaluator_lib.PeriodicEval(config, eval_run, gan, monitor=None)
   assert same.best_fid == min(fids.values())
 
   copy = eval_run.parent / "eval_run_other_settings"
-  shutil.copytree(eval_run / periodic_eval.BEST_DIR, copy / periodic_eval.BEST_DIR)
+  shutil.copytree(eval_run / evaluator_lib.BEST_DIR, copy / evaluator_lib.BEST_DIR)
   config.eval.num_samples = NUM_SAMPLES + 1
-  other = periodic_eval.PeriodicEval(config, copy, gan, monitor=None)
+  other = evaluator_lib.PeriodicEval(config, copy, gan, monitor=None)
   assert other.best_fid == math.inf
   assert other.best_manager.all_steps() == []  # not comparable: replaced by the next evaluation
+
+
+def test_evaluator_asks_for_batches_and_measures_the_same_at_any_batch_size():
+  """Image i comes from latent i whatever the batching; `generate` is asked a batch at a time."""
+  rng = np.random.default_rng(0)
+  real = fid.statistics_of(evaluator_lib.pixel_features(
+      rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)))
+  latents = latent_lib.latents(0, 30, 8 * 8 * 3)
+  calls = []
+
+  def generate(z, batch_size):
+    calls.append((len(z), batch_size))
+    return np.tanh(z).reshape(-1, 8, 8, 3)
+
+  results = [evaluator_lib.Evaluator(real, latents, "pixels", batch_size).evaluate(
+      generate, kid_subsets=5, kid_subset_size=10, precision_recall=True) for batch_size in (7, 30)]
+  assert calls == [(7, 7)] * 4 + [(2, 7), (30, 30)]
+  assert results[0] == results[1]
+  assert set(results[0]) == {"fid", "kid", "kid_std", "precision", "recall"}
+  assert all(math.isfinite(value) for value in results[0].values())
 
 
 def test_eval_off_by_default_needs_nothing(tiny_workdir):
   config = checkpoint.load_config(tiny_workdir)
   assert config.eval.every == 0
-  evaluator = periodic_eval.PeriodicEval(config, tiny_workdir, gan=None, monitor=None)
+  evaluator = evaluator_lib.PeriodicEval(config, tiny_workdir, gan=None, monitor=None)
   assert not any(evaluator.is_eval_step(step) for step in range(1, 25))
 
 
@@ -113,4 +136,4 @@ def test_bad_eval_options_are_config_errors(tiny_workdir, option, value, message
   config.eval.every = 5
   setattr(config.eval, option, value)
   with pytest.raises(ConfigError, match=re.escape(message)):
-    periodic_eval.PeriodicEval(config, tiny_workdir, gan=None, monitor=None)
+    evaluator_lib.PeriodicEval(config, tiny_workdir, gan=None, monitor=None)

@@ -7,6 +7,7 @@ import sys
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 from PIL import Image
 
 from gan_jax import images as image_lib
@@ -66,7 +67,10 @@ def test_cli_writes_plots(tmp_path):
 
 
 def test_cli_explains_an_empty_workdir(tmp_path, capsys):
-  assert plots.main(["plots", str(tmp_path)]) == 1
-  assert "has no metrics.jsonl and no samples/step_*.png" in capsys.readouterr().err
-  assert plots.main(["plots"]) == 2
-  assert "usage: python -m gan_jax.plots WORKDIR" in capsys.readouterr().err
+  assert plots.main([str(tmp_path)]) == 1
+  assert capsys.readouterr().err == (f"error: {tmp_path} has no metrics.jsonl and no "
+                                     "samples/step_*.png; pass the --workdir of a training run\n")
+  with pytest.raises(SystemExit) as exit_info:
+    plots.main([])
+  assert exit_info.value.code == 2
+  assert "usage: python -m gan_jax.plots [-h] WORKDIR" in capsys.readouterr().err

@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from gan_jax.data import prepare
+from gan_jax.data import decode
+from gan_jax.data import loader as data_loader
 
 
 def save(path: pathlib.Path, mode: str, size=(12, 10), color=None, **kwargs) -> pathlib.Path:
@@ -44,8 +46,8 @@ def test_folder_to_array_and_metadata(tmp_path):
   assert on_disk["sha256"] == meta["sha256"]
   assert sorted(os.listdir(tmp_path / "out")) == ["images.npy", "metadata.json"]
   # The plain loader (used by the metrics) reads the same pixels.
-  np.testing.assert_array_equal(prepare.load_image_array(src, 8), images)
-  np.testing.assert_array_equal(prepare.load_image_array(tmp_path / "out", 8), images)
+  np.testing.assert_array_equal(data_loader.load_image_array(src, 8), images)
+  np.testing.assert_array_equal(data_loader.load_image_array(tmp_path / "out", 8), images)
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -55,16 +57,16 @@ def test_exif_orientation_is_applied(tmp_path):
   exif = Image.Exif()
   exif[0x0112] = 6               # "rotate 90 clockwise to display"
   Image.fromarray(pixels).save(tmp_path / "rotated.png", exif=exif)
-  upright = prepare.load_image(tmp_path / "rotated.png", 4, crop="none")
+  upright = decode.load_image(tmp_path / "rotated.png", 4, crop="none")
   # Turned clockwise, the red left half is on top (unturned, the left column would be red).
   assert (upright[0, :, 0] > 200).all() and (upright[0, :, 2] < 50).all()
   assert (upright[-1, :, 2] > 200).all() and (upright[-1, :, 0] < 50).all()
 
 
 def test_celeba_crop_box():
-  assert prepare.crop_box(178, 218, "celeba") == (35, 35, 143, 143)  # 108 px, 20 px above centre
-  assert prepare.crop_box(89, 109, "center") == (0, 10, 89, 99)
-  assert prepare.crop_box(89, 109, "none") is None
+  assert decode.crop_box(178, 218, "celeba") == (35, 35, 143, 143)  # 108 px, 20 px above centre
+  assert decode.crop_box(89, 109, "center") == (0, 10, 89, 99)
+  assert decode.crop_box(89, 109, "none") is None
 
 
 def test_worker_processes_give_the_same_array(tmp_path, monkeypatch):
@@ -74,7 +76,7 @@ def test_worker_processes_give_the_same_array(tmp_path, monkeypatch):
     Image.fromarray(rng.integers(0, 256, (9, 11, 3), np.uint8)).save(tmp_path / "src" / f"{i}.png")
   serial = prepare.prepare(f"folder:{tmp_path / 'src'}", 8, out_dir=tmp_path / "serial",
                            workers=1, progress=False)
-  monkeypatch.setattr(prepare, "MIN_FILES_FOR_POOL", 1)
+  monkeypatch.setattr(decode, "MIN_FILES_FOR_POOL", 1)
   pooled = prepare.prepare(f"folder:{tmp_path / 'src'}", 8, out_dir=tmp_path / "pooled",
                            workers=2, progress=False)
   np.testing.assert_array_equal(serial.images, pooled.images)
@@ -97,15 +99,15 @@ def test_npy_source_of_gray_and_rgba_arrays(tmp_path):
 def test_interrupted_prepare_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
   for i in range(5):
     save(tmp_path / "src" / f"{i}.png", "RGB", color=(i, i, i))
-  decode, calls = prepare._decode_file, []
+  decode_file, calls = decode.decode_file, []
 
   def interrupted(*args):
     calls.append(args)
     if len(calls) == 3:
       raise KeyboardInterrupt
-    return decode(*args)
+    return decode_file(*args)
 
-  monkeypatch.setattr(prepare, "_decode_file", interrupted)
+  monkeypatch.setattr(decode, "decode_file", interrupted)
   with pytest.raises(KeyboardInterrupt):
     prepare.prepare(f"folder:{tmp_path / 'src'}", 4, out_dir=tmp_path / "out", progress=False)
   assert os.listdir(tmp_path / "out") == []   # no array, no metadata, no temporary files
@@ -116,7 +118,7 @@ def test_training_images_prepares_a_folder_once_and_reuses_it(tmp_path, monkeypa
   src, cache = tmp_path / "src", tmp_path / "cache"
   for i in range(4):
     save(src / f"{i}.png", "RGB", color=(10 * i, 0, 0))
-  first = prepare.training_images(src, 8, "center", cache_dir=cache)
+  first = data_loader.training_images(src, 8, "center", cache_dir=cache)
   assert first.shape == (4, 8, 8, 3)
   [entry] = [p for p in cache.iterdir()]
   assert prepare.is_prepared(entry) and entry.name.startswith("src-8px-center-")
@@ -126,16 +128,16 @@ def test_training_images_prepares_a_folder_once_and_reuses_it(tmp_path, monkeypa
 
   with monkeypatch.context() as patch:
     patch.setattr(prepare, "prepare", must_not_prepare)
-    np.testing.assert_array_equal(prepare.training_images(src, 8, "center", cache_dir=cache), first)
+    np.testing.assert_array_equal(data_loader.training_images(src, 8, "center", cache_dir=cache), first)
   # Another resolution is another entry; a changed folder is prepared again.
-  assert prepare.training_images(src, 4, "center", cache_dir=cache).shape == (4, 4, 4, 3)
+  assert data_loader.training_images(src, 4, "center", cache_dir=cache).shape == (4, 4, 4, 3)
   save(src / "9.png", "RGB", color=(0, 0, 0))
-  assert prepare.training_images(src, 8, "center", cache_dir=cache, limit=3).shape == (3, 8, 8, 3)
-  assert len(prepare.training_images(src, 8, "center", cache_dir=cache)) == 5
+  assert data_loader.training_images(src, 8, "center", cache_dir=cache, limit=3).shape == (3, 8, 8, 3)
+  assert len(data_loader.training_images(src, 8, "center", cache_dir=cache)) == 5
   assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 2
   # A prepared directory and its .npy are accepted directly.
-  assert len(prepare.training_images(entry, 8)) == 5
-  assert len(prepare.training_images(entry / "images.npy", 8)) == 5
+  assert len(data_loader.training_images(entry, 8)) == 5
+  assert len(data_loader.training_images(entry / "images.npy", 8)) == 5
 
 
 def test_command_line(tmp_path, capsys):
@@ -177,4 +179,4 @@ def test_real_faces_with_two_corrupt_files(faces_dir, tmp_path):
   reasons = {s["file"]: s["reason"] for s in meta["skipped"]}
   assert "truncated" in reasons["zz_truncated.jpg"].lower()
   assert "cannot identify image file" in reasons["zz_text.jpg"]
-  np.testing.assert_array_equal(prepared.images[17], prepare.load_image(real[17], 64, "center"))
+  np.testing.assert_array_equal(prepared.images[17], decode.load_image(real[17], 64, "center"))

@@ -22,6 +22,7 @@ from gan_jax.config import checks as config_checks
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.training import optim
 from gan_jax.training import step as train_step
+from gan_jax.training import updates
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.training.state import create_state
 from gan_jax.training.gan import GAN
@@ -199,15 +200,15 @@ def test_ema_off_keeps_no_copy():
 def test_guarded_update_skips_non_finite_gradients():
   params = {"w": jnp.ones(3)}
   optimizer = optim.adam(0.1, 0.5, 0.999)
-  net = train_step.NetState(params, optimizer.init(params), {})
+  net = updates.NetState(params, optimizer.init(params), {})
   bad = {"w": jnp.array([1.0, jnp.nan, 0.0])}
-  kept, applied, skipped = train_step.guarded_update(optimizer, None, jnp.int32(0),
-                                                     jnp.array(True), bad, net, {})
+  kept, applied, skipped = updates.guarded_update(optimizer, None, jnp.int32(0),
+                                                  jnp.array(True), bad, net, {})
   assert_trees_equal(kept, net)
   assert (float(applied), float(skipped)) == (0.0, 1.0)
   good = {"w": jnp.ones(3)}
-  moved, applied, skipped = train_step.guarded_update(optimizer, None, jnp.int32(0),
-                                                      jnp.array(True), good, net, {})
+  moved, applied, skipped = updates.guarded_update(optimizer, None, jnp.int32(0),
+                                                   jnp.array(True), good, net, {})
   assert trees_differ(moved.params, net.params)
   assert (float(applied), float(skipped)) == (1.0, 0.0)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from gan_jax import train
+from gan_jax import cadence, train
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.training.state import create_state
 from gan_jax.training.gan import GAN
@@ -22,6 +22,12 @@ def pixel_frechet(gan, state, real, num=512, seed=123):
   z = jax.random.normal(jax.random.key(seed), (num, gan.latent_dim))
   fake = np.asarray(jax.jit(gan.sample)(state, z))
   return frechet_distance_of(pixel_projection_features(fake), pixel_projection_features(real[:num]))
+
+
+def test_periodic_actions_are_due_every_n_steps_and_at_the_last():
+  assert [step for step in range(1, 13) if cadence.is_due(step, 5, 12)] == [5, 10, 12]
+  assert [step for step in range(1, 13) if cadence.is_due(step, 5)] == [5, 10]
+  assert not any(cadence.is_due(step, 0, 12) for step in range(1, 13))  # 0: the action is off
 
 
 @pytest.mark.slow

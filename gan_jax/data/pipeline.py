@@ -1,11 +1,12 @@
 """Batches of prepared uint8 faces in a seeded order, delivered three ways.
 
 The examples of training step s (0-based) are a function of (seed, s) only:
-`epoch_order(seed, epoch, n)` permutes the data set once per epoch, step s
-reads the slice of it at its position in the epoch (the remainder is dropped),
-and, with `hflip`, `flip_mask(seed, s, batch)` says which to mirror. So the
-position of any of these pipelines is just the step, and a resumed run reads
-exactly the batches an uninterrupted one would have read.
+`epoch_order(seed, epoch, n)` permutes the data set once per epoch (an epoch
+is `steps_per_epoch(n, batch)` steps), step s reads the slice of it at its
+position in the epoch (the remainder is dropped), and, with `hflip`,
+`flip_mask(seed, s, batch)` says which to mirror (their keys: gan_jax/streams.py).
+So the position of any of these pipelines is just the step, and a resumed run
+reads exactly the batches an uninterrupted one would have read.
 
 - `numpy`: the host gathers each batch from the (memory-mapped) array.
 - `tfdata`: tf.data runs the same reads and flips in background threads, fed
@@ -35,27 +36,30 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from gan_jax import cli, streams
 from gan_jax.data import prepare
-from gan_jax.errors import ConfigError
+from gan_jax.errors import ConfigError, UserError
 from gan_jax.parallel import BATCH_AXIS
+from gan_jax.data import loader as data_loader
 
 PIPELINES = ("auto", "device", "tfdata", "numpy")
-# Flips come from their own key; epoch_order folds epochs (small numbers) into
-# the same seed, so this stream number is far above any epoch.
-FLIP_STREAM = 2**31 - 2
 
 
 # --- the order of examples ----------------------------------------------------------------------
 
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Training steps in one epoch: full global batches only (the remainder is dropped)."""
+  return num_examples // batch_size
+
+
 def _permutation(seed: int, epoch, num_examples: int) -> jax.Array:
   """The epoch's permutation; traceable, so the device path computes it inside jit."""
-  return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), num_examples)
+  return jax.random.permutation(streams.epoch_key(seed, epoch), num_examples)
 
 
 def _flips(seed: int, step, batch_size: int) -> jax.Array:
   """Which examples of the global batch of `step` to mirror; traceable."""
-  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), FLIP_STREAM), step)
-  return jax.random.bernoulli(key, 0.5, (batch_size,))
+  return jax.random.bernoulli(streams.flip_key(seed, step), 0.5, (batch_size,))
 
 
 def _on_host_cpu():
@@ -104,7 +108,7 @@ def check_batch_size(batch_size: int, num_examples: int, process_count: int = 1)
 def batch_indices(seed: int, step: int, batch_size: int, num_examples: int) -> np.ndarray:
   """Indices of the global batch read by 0-based training step `step` (drop remainder)."""
   check_batch_size(batch_size, num_examples)
-  epoch, position = divmod(step, num_examples // batch_size)
+  epoch, position = divmod(step, steps_per_epoch(num_examples, batch_size))
   order = epoch_order(seed, epoch, num_examples)
   return order[position * batch_size:(position + 1) * batch_size]
 
@@ -116,15 +120,15 @@ def process_plans(seed: int, batch_size: int, num_examples: int, start_step: int
   check_batch_size(batch_size, num_examples, process_count)
   per_process = batch_size // process_count
   mine = slice(process_index * per_process, (process_index + 1) * per_process)
-  steps_per_epoch = num_examples // batch_size
-  flips = np.zeros((steps_per_epoch, batch_size), bool)
+  epoch_steps = steps_per_epoch(num_examples, batch_size)
+  flips = np.zeros((epoch_steps, batch_size), bool)
   order, order_epoch = None, -1
   for step in itertools.count(start_step):
-    epoch, position = divmod(step, steps_per_epoch)
+    epoch, position = divmod(step, epoch_steps)
     if epoch != order_epoch:
       order, order_epoch = epoch_order(seed, epoch, num_examples), epoch
       if hflip:  # Drawn per epoch: a host call per step would cost ~1 ms.
-        flips = flip_masks(seed, epoch * steps_per_epoch, steps_per_epoch, batch_size)
+        flips = flip_masks(seed, epoch * epoch_steps, epoch_steps, batch_size)
     indices = order[position * batch_size:(position + 1) * batch_size][mine]
     yield indices, flips[position, mine]
 
@@ -246,10 +250,10 @@ def device_resident_step(step_fn: Callable, num_examples: int, seed: int, batch_
   computed in the step with jax.random: the same batches as `numpy_batches`.
   """
   check_batch_size(batch_size, num_examples)
-  steps_per_epoch = num_examples // batch_size
+  epoch_steps = steps_per_epoch(num_examples, batch_size)
 
   def step(state, images, key):
-    epoch, position = jnp.divmod(state.step, steps_per_epoch)
+    epoch, position = jnp.divmod(state.step, epoch_steps)
     per_device = batch_size // lax.axis_size(BATCH_AXIS)
     offset = lax.axis_index(BATCH_AXIS) * per_device
     order = _permutation(seed, epoch, num_examples)
@@ -324,34 +328,36 @@ def bench(images: np.ndarray, batch_size: int = 128, steps: int = 50,
   return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m gan_jax.input_pipeline",
                                    description="Measure how fast each input path feeds the devices.")
   parser.add_argument("--bench", action="store_true", required=True)
   parser.add_argument("--path", required=True, help="prepared directory, .npy, or image folder")
   parser.add_argument("--resolution", type=int, default=None,
                       help="needed for an image folder (prepared into the cache)")
-  parser.add_argument("--batch", type=int, default=128, help="global batch size")
-  parser.add_argument("--steps", type=int, default=50, help="timed batches per path")
+  parser.add_argument("--batch", type=cli.positive_int, default=128, help="global batch size")
+  parser.add_argument("--steps", type=cli.positive_int, default=50, help="timed batches per path")
   parser.add_argument("--pipelines", default="tfdata,numpy,device")
   parser.add_argument("--hflip", action="store_true")
-  args = parser.parse_args(argv)
-  try:
-    images = prepare.training_images(args.path, args.resolution, progress=True)
-    check_batch_size(args.batch, len(images))
-    pipelines = args.pipelines.split(",")
-    for pipeline in pipelines:
-      if pipeline not in PIPELINES[1:]:
-        raise ValueError(f"unknown pipeline {pipeline!r}; use {', '.join(PIPELINES[1:])}")
-    print(f"{args.path}: {len(images)} images {images.shape[1]}x{images.shape[2]} "
-          f"({images.nbytes / 2**20:.1f} MiB); global batch {args.batch}, {args.steps} batches, "
-          f"{jax.device_count()} {jax.devices()[0].platform} device(s)", flush=True)
-    for pipeline, rate in bench(images, args.batch, args.steps, pipelines, args.hflip).items():
-      print(f"{pipeline:>7}: {rate:10.0f} images/s  ({1e3 * args.batch / rate:.2f} ms/batch)")
-  except ValueError as error:  # DataError included
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  return 0
+  return parser
+
+
+def run(args: argparse.Namespace) -> None:
+  images = data_loader.training_images(args.path, args.resolution, progress=True)
+  check_batch_size(args.batch, len(images))
+  pipelines = args.pipelines.split(",")
+  for pipeline in pipelines:
+    if pipeline not in PIPELINES[1:]:
+      raise UserError(f"unknown pipeline {pipeline!r}; use {', '.join(PIPELINES[1:])}")
+  print(f"{args.path}: {len(images)} images {images.shape[1]}x{images.shape[2]} "
+        f"({images.nbytes / 2**20:.1f} MiB); global batch {args.batch}, {args.steps} batches, "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s)", flush=True)
+  for pipeline, rate in bench(images, args.batch, args.steps, pipelines, args.hflip).items():
+    print(f"{pipeline:>7}: {rate:10.0f} images/s  ({1e3 * args.batch / rate:.2f} ms/batch)")
+
+
+def main(argv: list[str] | None = None) -> int:
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

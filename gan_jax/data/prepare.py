@@ -10,8 +10,8 @@ ignored), `npy:FILE` (a uint8 array of any size) and `tfds:NAME` (e.g.
 
 Every image is decoded, turned upright (EXIF orientation), made RGB (gray,
 palette, CMYK; transparency is laid on white), cropped and resized with an
-antialiasing Lanczos filter, once, here. Training reads the result with
-`training_images`, which also prepares a raw folder into a cache on first use.
+antialiasing Lanczos filter (data/decode.py), once, here. Training reads the result with
+`loader.training_images`, which also prepares a raw folder into a cache on first use.
 Files are written under temporary names and renamed at the end, and
 metadata.json is written last: a directory without it is never taken as
 prepared.
@@ -22,13 +22,10 @@ This module imports neither JAX nor TensorFlow (tfds only for tfds sources).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
-import itertools
 import json
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -36,25 +33,20 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
-from PIL import Image, ImageOps
 from tqdm import tqdm
+
+from gan_jax import cli
+from gan_jax.data import decode
 from gan_jax.errors import DataError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-CROPS = ("center", "celeba", "none")
 SOURCE_KINDS = ("folder", "npy", "tfds")
 ARRAY_FILE = "images.npy"
 METADATA_FILE = "metadata.json"
-RESIZE_FILTER = "lanczos"  # PIL.Image.Resampling.LANCZOS: antialiased when shrinking
 # Bump when the decoded pixels would change, so cached arrays are made again.
 PREPARE_VERSION = 1
-# Fewer files than this are decoded in this process: a pool takes ~1 s to start.
-MIN_FILES_FOR_POOL = 256
-# How many skipped files a warning names (metadata.json lists them all).
-NAMED_IN_WARNINGS = 5
 
 
 
@@ -66,160 +58,7 @@ class Prepared:
   directory: pathlib.Path
 
 
-# --- decoding one image -----------------------------------------------------------------------
-
-def list_image_files(folder: os.PathLike | str) -> list[pathlib.Path]:
-  """Image files below `folder`, sorted for a stable order.
-
-  Nested folders (symlinked ones too) are walked; files of other types and
-  hidden files (such as macOS `._x.jpg` resource forks) are ignored.
-  """
-  folder = pathlib.Path(folder)
-  files, seen = [], set()
-  for root, dirs, names in os.walk(folder, followlinks=True):
-    # A symlink back up the tree would otherwise be walked forever.
-    real = os.path.realpath(root)
-    if real in seen:
-      dirs.clear()
-      continue
-    seen.add(real)
-    dirs[:] = [d for d in dirs if not d.startswith(".")]
-    files.extend(pathlib.Path(root, name) for name in names
-                 if not name.startswith(".") and pathlib.Path(name).suffix.lower() in IMAGE_SUFFIXES)
-  return sorted(files)
-
-
-def crop_box(width: int, height: int, crop: str) -> tuple[int, int, int, int] | None:
-  """The (left, top, right, bottom) box to keep, or None for the whole image.
-
-  `center` keeps the central square. `celeba` keeps the square around the face
-  in aligned CelebA photos (178x218 or any scaled copy), the crop most CelebA
-  GANs use: 108/178 of the width, centred, shifted up by 20/218 of the height.
-  """
-  if crop == "none":
-    return None
-  if crop == "center":
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return left, top, left + side, top + side
-  if crop == "celeba":
-    side = max(1, min(round(width * 108 / 178), height))
-    left = (width - side) // 2
-    top = (height - side) // 2 - round(height * 20 / 218)
-    top = max(0, min(top, height - side))
-    return left, top, left + side, top + side
-  raise DataError(f"unknown crop {crop!r}; use one of {', '.join(CROPS)}")
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-  """An RGB copy of `image`, whatever its mode.
-
-  Gray, palette and CMYK convert directly; 16-bit gray keeps its top 8 bits;
-  transparent pixels are laid on white (their stored colour is often junk).
-  """
-  if image.mode.startswith("I;16"):
-    image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
-  has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-      image.mode == "P" and "transparency" in image.info)
-  if has_alpha:
-    image = image.convert("RGBA")
-    image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image)
-  return image.convert("RGB")
-
-
-def crop_and_resize(image: Image.Image, resolution: int | None, crop: str
-                    ) -> tuple[np.ndarray, tuple[int, int]]:
-  """uint8 (resolution, resolution, 3) pixels and the (width, height) the crop kept."""
-  box = crop_box(image.width, image.height, crop)
-  if box is not None:
-    image = image.crop(box)
-  cropped_size = image.size
-  if resolution is not None and image.size != (resolution, resolution):
-    image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-  return np.asarray(image, dtype=np.uint8), cropped_size
-
-
-def load_image(path: os.PathLike | str, resolution: int | None, crop: str = "center") -> np.ndarray:
-  """Decode one image to uint8 RGB (H, W, 3), upright, cropped and resized (antialiased).
-
-  `resolution=None` keeps the (cropped) size.
-  """
-  with Image.open(path) as image:
-    image.load()
-    image = to_rgb(ImageOps.exif_transpose(image))
-  return crop_and_resize(image, resolution, crop)[0]
-
-
-def _decode_file(path: str, resolution: int | None, crop: str):
-  """(name, pixels, None, cropped size), or (name, None, reason, None) when undecodable."""
-  try:
-    with Image.open(path) as image:
-      image.load()
-      image = to_rgb(ImageOps.exif_transpose(image))
-    pixels, cropped_size = crop_and_resize(image, resolution, crop)
-    return path, pixels, None, cropped_size
-  except Exception as error:  # pylint: disable=broad-except
-    # Broken files fail in many ways (OSError, SyntaxError, struct.error, ...);
-    # each is reported by name instead of stopping the whole run.
-    return path, None, str(error) or type(error).__name__, None
-
-
-def _decode_frame(name: str, frame: np.ndarray, resolution: int | None, crop: str):
-  """Like `_decode_file`, for an already decoded uint8 (H, W[, C]) array."""
-  try:
-    if frame.ndim == 3 and frame.shape[-1] == 1:
-      frame = frame[..., 0]
-    pixels, cropped_size = crop_and_resize(to_rgb(Image.fromarray(np.asarray(frame))),
-                                           resolution, crop)
-    return name, pixels, None, cropped_size
-  except Exception as error:  # pylint: disable=broad-except
-    return name, None, str(error) or type(error).__name__, None
-
-
-def _decode_files(files: list[pathlib.Path], resolution: int | None, crop: str,
-                  workers: int | None) -> Iterator[tuple]:
-  """`_decode_file` over `files`, in their order, on `workers` processes."""
-  workers = workers or len(os.sched_getaffinity(0))
-  paths = [str(f) for f in files]
-  if workers <= 1 or len(paths) < MIN_FILES_FOR_POOL:
-    yield from (_decode_file(p, resolution, crop) for p in paths)
-    return
-  # `spawn`, not fork: the caller may be a multithreaded JAX process.
-  context = multiprocessing.get_context("spawn")
-  chunk = max(1, min(64, len(paths) // (workers * 8)))
-  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-    try:
-      # map keeps the input order, so the array is the same for any worker count.
-      yield from pool.map(_decode_file, paths, itertools.repeat(resolution),
-                          itertools.repeat(crop), chunksize=chunk)
-    except BaseException:
-      pool.shutdown(wait=False, cancel_futures=True)
-      raise
-
-
 # --- folders, arrays and tfds -------------------------------------------------------------------
-
-def image_files_or_error(folder: pathlib.Path) -> list[pathlib.Path]:
-  """`list_image_files(folder)`, or a DataError saying why there are none."""
-  files = list_image_files(folder)
-  if files:
-    return files
-  others = sorted(p.name for p in folder.rglob("*") if p.is_file())
-  if not others:
-    raise DataError(f"no image files (.jpg, .png, ...) found under {folder}: the folder is empty; "
-                    "put face photos in it or point to another folder")
-  raise DataError(f"no image files (.jpg, .png, ...) found under {folder}: it holds only "
-                  f"{len(others)} other file(s), e.g. {', '.join(others[:3])}")
-
-
-def folder_fingerprint(folder: pathlib.Path, files: list[pathlib.Path]) -> str:
-  """sha256 of the files' relative names, sizes and modification times."""
-  digest = hashlib.sha256()
-  for file in files:
-    stat = file.stat()
-    digest.update(f"{file.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-  return digest.hexdigest()
-
 
 def _array_frames(path: pathlib.Path) -> tuple[np.ndarray, int]:
   """The array of an `npy:` source, checked to hold uint8 images."""
@@ -326,7 +165,7 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
                 "fortran_order": False, "shape": shape})
       shutil.copyfileobj(raw, npy, 1 << 24)
     metadata = dict(metadata, count=count, shape=list(shape), dtype="uint8",
-                    resolution=resolution, resize_filter=RESIZE_FILTER, sha256=digest.hexdigest(),
+                    resolution=resolution, resize_filter=decode.RESIZE_FILTER, sha256=digest.hexdigest(),
                     num_skipped=len(skipped), skipped=skipped, num_upscaled=len(small),
                     prepare_version=PREPARE_VERSION,
                     created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -340,8 +179,8 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
     npy_path.unlink(missing_ok=True)
 
   if skipped:
-    named = "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:NAMED_IN_WARNINGS])
-    more = f"; and {len(skipped) - NAMED_IN_WARNINGS} more" if len(skipped) > NAMED_IN_WARNINGS else ""
+    named = "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:decode.NAMED_IN_WARNINGS])
+    more = f"; and {len(skipped) - decode.NAMED_IN_WARNINGS} more" if len(skipped) > decode.NAMED_IN_WARNINGS else ""
     warnings.warn(f"skipped {len(skipped)} of {count + len(skipped)} images that could not be "
                   f"decoded: {named}{more} (all are listed in {out_dir / METADATA_FILE})",
                   stacklevel=3)
@@ -357,8 +196,8 @@ def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.Path
             *, tfds_data_dir: str | None = None, tfds_split: str = "train",
             workers: int | None = None, progress: bool | None = True) -> Prepared:
   """Decode `source` (folder:DIR, npy:FILE or tfds:NAME) into out_dir. See the module doc."""
-  if crop not in CROPS:
-    raise DataError(f"unknown crop {crop!r}; use one of {', '.join(CROPS)}")
+  if crop not in decode.CROPS:
+    raise DataError(f"unknown crop {crop!r}; use one of {', '.join(decode.CROPS)}")
   if not isinstance(resolution, int) or resolution < 1:
     raise DataError(f"resolution must be a positive number of pixels, got {resolution!r}")
   kind, value = parse_source(source)
@@ -371,10 +210,10 @@ def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.Path
     if not folder.is_dir():
       raise DataError(f"{folder} is a file; folder: sources are directories (use npy:{folder} "
                       "for a .npy array)")
-    files = image_files_or_error(folder)
+    files = decode.image_files_or_error(folder)
     metadata.update(source=f"folder:{folder.resolve()}",
-                    source_fingerprint=folder_fingerprint(folder, files))
-    results = _decode_files(files, resolution, crop, workers)
+                    source_fingerprint=decode.folder_fingerprint(folder, files))
+    results = decode.decode_files(files, resolution, crop, workers)
     results = ((str(pathlib.Path(name).relative_to(folder)), *rest) for name, *rest in results)
     total, nothing_left = len(files), (f"none of the {len(files)} image files under {folder} "
                                        "could be decoded; check that they are image files")
@@ -384,13 +223,13 @@ def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.Path
     if total == 0:
       raise DataError(f"{path} holds no images")
     metadata.update(source=f"npy:{path.resolve()}")
-    results = (_decode_frame(f"{path.name}[{i}]", frame, resolution, crop)
+    results = (decode.decode_frame(f"{path.name}[{i}]", frame, resolution, crop)
                for i, frame in enumerate(array))
     nothing_left = f"none of the {total} arrays in {path} could be made into an image"
   else:
     frames, total = _tfds_frames(value, tfds_split, tfds_data_dir)
     metadata.update(source=f"tfds:{value}", tfds_split=tfds_split, tfds_data_dir=tfds_data_dir)
-    results = (_decode_frame(f"{value}/{tfds_split}[{i}]", frame, resolution, crop)
+    results = (decode.decode_frame(f"{value}/{tfds_split}[{i}]", frame, resolution, crop)
                for i, frame in enumerate(frames))
     nothing_left = f"tfds:{value} split {tfds_split!r} yielded no usable images"
   return _write_prepared(out_dir, results, total, resolution, metadata, nothing_left, progress)
@@ -454,11 +293,11 @@ def cached_prepare(folder: pathlib.Path, resolution: int, crop: str,
   cache_dir = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
   key = json.dumps([str(folder), resolution, crop, PREPARE_VERSION])
   entry = cache_dir / f"{folder.name}-{resolution}px-{crop}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-  files = image_files_or_error(folder)
+  files = decode.image_files_or_error(folder)
   if is_prepared(entry):
     try:
       prepared = open_prepared(entry, resolution)
-      if prepared.metadata.get("source_fingerprint") == folder_fingerprint(folder, files):
+      if prepared.metadata.get("source_fingerprint") == decode.folder_fingerprint(folder, files):
         return prepared
     except DataError:
       pass  # A damaged entry is made again below.
@@ -482,108 +321,28 @@ def cached_prepare(folder: pathlib.Path, resolution: int, crop: str,
   return open_prepared(entry, resolution)
 
 
-def training_images(path: os.PathLike | str, resolution: int | None, crop: str = "center",
-                    cache_dir: os.PathLike | str | None = None, limit: int | None = None,
-                    progress: bool | None = None) -> np.ndarray:
-  """The uint8 (N, resolution, resolution, 3) array that `data.path` names, memory-mapped.
-
-  `path` is a prepared directory (images.npy + metadata.json), a uint8 .npy
-  file, or a raw folder of images, which is prepared into `cache_dir` (default
-  `default_cache_dir()`) on first use and reused afterwards.
-  """
-  if not str(path):
-    raise DataError("data.path is empty; set --config.data.path to a folder of face images, a "
-                    "prepared directory or a .npy file")
-  path = pathlib.Path(path).expanduser()
-  if not path.exists():
-    raise DataError(f"data path {str(path)!r} does not exist; set --config.data.path to a folder of "
-                    "face images, a prepared directory or a .npy file")
-  if path.is_file():
-    if path.suffix != ".npy":
-      raise DataError(f"{path} is a file but not a .npy array; give a folder of images, a prepared "
-                      "directory or a .npy file")
-    images = np.load(path, mmap_mode="r", allow_pickle=False)
-    check_image_array(images, resolution, str(path))
-  elif is_prepared(path):
-    prepared = open_prepared(path, resolution)
-    if prepared.metadata.get("crop", crop) != crop:
-      warnings.warn(f"{path} was prepared with crop {prepared.metadata['crop']!r}, not data.crop="
-                    f"{crop!r}; using it as prepared", stacklevel=2)
-    images = prepared.images
-  elif (path / ARRAY_FILE).is_file():
-    raise DataError(f"{path} holds {ARRAY_FILE} but no {METADATA_FILE}: its preparation was "
-                    "interrupted or it was not made by gan_jax.prepare; run "
-                    "`python -m gan_jax.prepare` again")
-  elif resolution is None:
-    raise DataError(f"{path} is a folder of images; give a resolution to prepare it at")
-  else:
-    images = cached_prepare(path, resolution, crop, cache_dir, progress).images
-  return images if not limit else images[:limit]
-
-
-def load_image_array(path: os.PathLike | str, resolution: int | None, crop: str = "center",
-                     limit: int | None = None) -> np.ndarray:
-  """Load a folder of images, a prepared directory or a uint8 .npy as (N, H, W, 3) uint8.
-
-  Folders are decoded in memory (nothing cached). Undecodable files are
-  skipped with a warning; it is an error only when nothing usable is left.
-  """
-  path = pathlib.Path(path)
-  if not path.exists():
-    raise DataError(f"data path {str(path)!r} does not exist; give a folder of face images, a "
-                    "prepared directory or a .npy file")
-  if path.is_file():
-    if path.suffix != ".npy":
-      raise DataError(f"{path} is a file but not a .npy array; give a folder of images or a .npy file")
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
-    check_image_array(array, resolution, str(path))
-    return array if limit is None else array[:limit]
-  if is_prepared(path):
-    array = open_prepared(path, resolution).images
-    return array if limit is None else array[:limit]
-  files = image_files_or_error(path)
-  if limit is not None:
-    files = files[:limit]
-  images, skipped = [], []
-  for name, pixels, reason, _ in _decode_files(files, resolution, crop, workers=1):
-    if pixels is None:
-      skipped.append(f"{name}: {reason}")
-    else:
-      images.append(pixels)
-  if skipped:
-    warnings.warn(f"skipped {len(skipped)} undecodable image(s): "
-                  + "; ".join(skipped[:NAMED_IN_WARNINGS]), stacklevel=2)
-  if not images:
-    raise DataError(f"none of the {len(files)} image files under {path} could be decoded")
-  shapes = {image.shape for image in images}
-  if len(shapes) > 1:
-    raise DataError(f"images under {path} have different sizes {sorted(shapes)[:3]}; give a resolution")
-  return np.stack(images)
-
-
 # --- command line -------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m gan_jax.prepare", description=__doc__.split("\n\n")[0])
   parser.add_argument("--source", required=True, help="folder:DIR | npy:FILE | tfds:celeb_a | tfds:lfw")
   parser.add_argument("--resolution", type=int, required=True, help="output side in pixels")
-  parser.add_argument("--crop", choices=CROPS, default="center")
+  parser.add_argument("--crop", choices=decode.CROPS, default="center")
   parser.add_argument("--out", required=True, help="directory for images.npy and metadata.json")
   parser.add_argument("--tfds_data_dir", default=None, help="where tfds data sets are stored")
   parser.add_argument("--tfds_split", default="train")
   parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def run(args: argparse.Namespace) -> None:
   start = time.perf_counter()
-  try:
-    with warnings.catch_warnings(record=True) as caught:
-      warnings.simplefilter("always")
-      prepared = prepare(args.source, args.resolution, args.crop, args.out,
-                         tfds_data_dir=args.tfds_data_dir, tfds_split=args.tfds_split,
-                         workers=args.workers)
-  except DataError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    prepared = prepare(args.source, args.resolution, args.crop, args.out,
+                       tfds_data_dir=args.tfds_data_dir, tfds_split=args.tfds_split,
+                       workers=args.workers)
   for warning in caught:
     print(f"warning: {warning.message}", file=sys.stderr)
   meta, images = prepared.metadata, prepared.images
@@ -592,7 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - start:.1f} s: {prepared.directory / ARRAY_FILE} "
         f"({images.nbytes / 2**20:.1f} MiB, sha256 {meta['sha256'][:16]}...); skipped "
         f"{meta['num_skipped']}, upscaled {meta['num_upscaled']}")
-  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -22,20 +22,21 @@ import json
 import pathlib
 import sys
 
-import jax
 from absl import logging
 
 from gan_jax import checkpoint
-from gan_jax.eval import evaluator as periodic_eval
+from gan_jax import cli
 from gan_jax.data import prepare
-from gan_jax.explore import loader as sampling
+from gan_jax.eval import evaluator as evaluator_lib
+from gan_jax.explore import loader
 from gan_jax.metrics import embedding
 from gan_jax.metrics import fid
 from gan_jax.metrics import weights
-from gan_jax.explore import latents as latent_lib
+from gan_jax.data import loader as data_loader
 
 FEATURE_NAMES = {"inception": "Inception pool3 features", "pixels": "pixels"}
-feature_metrics = periodic_eval.feature_metrics
+feature_metrics = evaluator_lib.feature_metrics
+one_nn_equal_sets = evaluator_lib.one_nn_equal_sets
 
 
 def print_metrics(metrics: dict[str, float]) -> None:
@@ -43,13 +44,6 @@ def print_metrics(metrics: dict[str, float]) -> None:
   print(f"KID: {metrics['kid']:.6f} ± {metrics['kid_std']:.6f}")
   if "precision" in metrics:
     print(f"precision: {metrics['precision']:.4f}  recall: {metrics['recall']:.4f}")
-
-
-def one_nn_equal_sets(real, fake) -> tuple[float, int]:
-  """(1-NN leave-one-out accuracy, count) on the first `count` = min(N_real, N_fake) of each:
-  the test is only unbiased with equally many samples per set."""
-  count = min(len(real), len(fake))
-  return embedding.one_nn_accuracy(real[:count], fake[:count]), count
 
 
 def run_fid(args) -> None:
@@ -77,7 +71,7 @@ def run_embed(args) -> None:
         for path in (args.real, args.fake))
   else:
     real, fake = (embedding.pixel_embeddings(
-        prepare.load_image_array(path, args.resolution, crop="none", limit=args.limit))
+        data_loader.load_image_array(path, args.resolution, crop="none", limit=args.limit))
         for path in (args.real, args.fake))
     if real.shape[1] != fake.shape[1]:
       raise prepare.DataError(f"pixel embeddings need images of one size, got {real.shape[1]} and "
@@ -99,7 +93,7 @@ def run_embed(args) -> None:
 def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
                         num_samples: int = 10_000, features: str = "inception",
                         data: str | None = None, num_real: int | None = None,
-                        batch_size: int = 250, seed: int = periodic_eval.SAMPLE_SEED,
+                        batch_size: int = 250, seed: int = evaluator_lib.SAMPLE_SEED,
                         best: bool = False, kid_subsets: int = 100, kid_subset_size: int = 1000,
                         precision_recall: bool = False, one_nn: bool = False,
                         use_cache: bool = True) -> tuple[dict, pathlib.Path]:
@@ -108,38 +102,30 @@ def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
   Images come from the latents (seed, 0..num_samples-1), as `generate --seed`;
   the real side is the config's data (or `data`), read as training reads it.
   """
-  periodic_eval.check_options(num_samples, features)
+  evaluator_lib.check_options(num_samples, features)
   if batch_size < 1:
     raise ValueError(f"--batch={batch_size} must be at least 1")
   workdir = pathlib.Path(workdir)
-  source = workdir / periodic_eval.BEST_DIR if best else workdir
+  source = workdir / evaluator_lib.BEST_DIR if best else workdir
   if best and not (source / checkpoint.CHECKPOINT_DIR).is_dir():
     raise ValueError(f"no best checkpoint in {source}: training keeps one with "
                      "--config.eval.every=N (and eval.keep_best, the default)")
-  step = sampling.checkpoint_step(source, step)  # a clear error when there is none
-  config, gan, g_params, g_batch_stats = checkpoint.load_generator(source, step)
-  limit = periodic_eval.reference_limit(None if data else config.data.limit, num_real)
-  real = periodic_eval.reference_statistics(data or config.data.path, config.data.resolution,
-                                            config.data.crop, features, config.data.cache_dir,
-                                            limit, batch_size, use_cache)
-  latents = latent_lib.latents(seed, num_samples, gan.latent_dim)
-  images = periodic_eval.generate_images(jax.jit(gan.sample),
-                                         periodic_eval.generator_state(g_params, g_batch_stats),
-                                         latents, batch_size)
-  fake_features = periodic_eval.feature_extractor(features, batch_size)(images)
-  metrics = periodic_eval.feature_metrics(real, fid.statistics_of(fake_features), kid_subsets,
-                                          kid_subset_size, precision_recall)
-  result = {"step": step, "checkpoint": "best" if best else "saved", "workdir": str(workdir),
-            "num_samples": num_samples, "num_real": len(real.features), "features": features,
-            "fid": metrics.pop("fid"), "kid_mean": metrics.pop("kid"),
+  model = loader.load(source, step)  # a clear error when there is none
+  config = model.config
+  evaluator = evaluator_lib.Evaluator.for_data(
+      config.data, num_samples, features, batch_size, model.latent_dim, num_real=num_real,
+      path=data, seed=seed, use_cache=use_cache)
+  metrics = evaluator.evaluate(model.generate, kid_subsets, kid_subset_size, precision_recall,
+                               one_nn)
+  result = {"step": model.step, "checkpoint": "best" if best else "saved",
+            "workdir": str(workdir), "num_samples": num_samples, "num_real": evaluator.num_real,
+            "features": features, "fid": metrics.pop("fid"), "kid_mean": metrics.pop("kid"),
             "kid_std": metrics.pop("kid_std"), **metrics}
-  if one_nn:
-    result["one_nn_accuracy"], _ = one_nn_equal_sets(real.features, fake_features)
-  result.update(seed=seed, ema=bool(config.train.get("ema_decay", 0.0)),
-                resolution=config.data.resolution, data=str(data or config.data.path),
+  result.update(seed=seed, ema=model.uses_ema, resolution=config.data.resolution,
+                data=str(data or config.data.path),
                 date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
   suffix = "" if features == "inception" else f"_{features}"
-  path = workdir / "eval" / f"metrics_step_{step}{suffix}.json"
+  path = workdir / "eval" / f"metrics_step_{model.step}{suffix}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(result, indent=2) + "\n")
   return result, path
@@ -230,10 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use at most this many real images; all when not given")
   run_parser.add_argument("--batch", type=int, default=250,
                           help="images per generator and Inception call")
-  run_parser.add_argument("--features", choices=periodic_eval.FEATURES, default="inception",
+  run_parser.add_argument("--features", choices=evaluator_lib.FEATURES, default="inception",
                           help="Inception pool3 (FID) or random pixel projections (cheap, "
                                "not comparable to published numbers)")
-  run_parser.add_argument("--seed", type=int, default=periodic_eval.SAMPLE_SEED,
+  run_parser.add_argument("--seed", type=int, default=evaluator_lib.SAMPLE_SEED,
                           help="latent seed: the images of `generate --seed S`")
   _add_metric_arguments(run_parser)
   run_parser.add_argument("--no_cache", action="store_true",
@@ -242,13 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  try:
-    COMMANDS[args.command](args)
-  except (prepare.DataError, weights.WeightsError, ValueError, FileNotFoundError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  return 0
+  # Besides errors.UserError: the metrics' ValueErrors (too few images for KID, precision/recall,
+  # the 1-NN test; bad --batch, no best checkpoint) and a missing checkpoint step.
+  return cli.run_cli(build_parser(), lambda args: COMMANDS[args.command](args), argv,
+                     also=(ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":

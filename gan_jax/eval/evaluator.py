@@ -1,16 +1,20 @@
-"""FID during training, and the sampling and metric code `evaluate run` shares.
+"""The evaluator of generated faces (FID, KID, ...), used by training and by `evaluate run`.
 
-With `--config.eval.every=N` the training loop, every N steps and at its last
-step, generates `eval.num_samples` images from fixed latents (image i from the
-latent (0, i), as `python -m gan_jax.generate --seed 0`), computes FID and KID
-against the training images and logs them as `eval/fid`, `eval/kid` and
-`eval/kid_std` (TensorBoard and metrics.jsonl). The training images' features
-are computed once, at the start, and cached per data set (`metrics/fid.py`).
+`Evaluator` holds what every measurement against one run's real faces shares:
+their features (computed once; Inception features are cached per data set by
+`metrics/fid.py`), the latents (image i from latent (seed, i), as
+`python -m gan_jax.generate --seed S`; seed 0 unless asked) and the feature
+extractor. `Evaluator.evaluate(generate)` measures any generator given as
+`generate(z, batch_size)`, e.g. a checkpoint's `explore.loader.TrainedGAN.generate`.
 
-With `eval.keep_best` the state with the lowest FID so far is also saved to
-WORKDIR/best/checkpoints/STEP (only that one is kept), a checkpoint directory
-like the run's own: `python -m gan_jax.evaluate run --workdir WORKDIR --best`,
-or any tool given `--workdir WORKDIR/best`, reads it.
+With `--config.eval.every=N` the training loop's `PeriodicEval`, every N
+steps and at its last step, evaluates `eval.num_samples` images of the
+current generator and logs `eval/fid`, `eval/kid` and `eval/kid_std`
+(TensorBoard and metrics.jsonl). With `eval.keep_best` the state with the
+lowest FID so far is also saved to WORKDIR/best/checkpoints/STEP (only that
+one is kept), a checkpoint directory like the run's own:
+`python -m gan_jax.evaluate run --workdir WORKDIR --best`, or any tool given
+`--workdir WORKDIR/best`, reads it.
 
 `eval.features='pixels'` replaces Inception by a fixed random projection of
 the pixels: cheap enough for CPU tests, but not comparable to published FIDs.
@@ -28,22 +32,26 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import checkpoint, images as image_lib
+from gan_jax import cadence, checkpoint, streams
+from gan_jax import images as image_lib
 from gan_jax.data import pipeline as input_pipeline
-from gan_jax.data import prepare
-from gan_jax.explore import loader as sampling
 from gan_jax.errors import ConfigError
+from gan_jax.explore import latents as latent_lib
+from gan_jax.explore import loader
 from gan_jax.metrics import fid, frechet, inception, weights
 from gan_jax.training.state import GANState
-from gan_jax.explore import latents as latent_lib
+from gan_jax.data import loader as data_loader
 
 FEATURES = ("inception", "pixels")
 # The run's best checkpoint lives in WORKDIR/BEST_DIR/checkpoints, so it reads like a workdir.
 BEST_DIR = "best"
 # Latent seed of every evaluation: the same images as `generate --seed 0 --num N`.
-SAMPLE_SEED = 0
+SAMPLE_SEED = streams.EVAL_SEED
 # Images projected at once by `pixel_features` (keeps float64 copies small).
 PIXEL_CHUNK = 1024
+
+# z (N, latent_dim), batch size -> images in [-1, 1]; e.g. TrainedGAN.generate.
+GenerateFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 def check_options(num_samples: int, features: str, prefix: str = "--") -> None:
@@ -80,11 +88,11 @@ def reference_statistics(data_path: str, resolution: int, crop: str, features: s
                          batch_size: int = 250, use_cache: bool = True) -> fid.Statistics:
   """Features and Gaussian fit of the real images a run trains on (its first `limit`).
 
-  `data_path` is read as training reads it (`prepare.training_images`), so a
+  `data_path` is read as training reads it (`data_loader.training_images`), so a
   raw folder is the prepared, cropped array at the run's resolution. Inception
   features of that array are cached by `fid.dataset_statistics`.
   """
-  images = prepare.training_images(data_path, resolution, crop, cache_dir or None)
+  images = data_loader.training_images(data_path, resolution, crop, cache_dir or None)
   if features == "inception" and use_cache and getattr(images, "filename", None):
     # The whole memory-mapped .npy: its path (and size, mtime) key the cache.
     return fid.dataset_statistics(images.filename, None, limit, batch_size)
@@ -92,27 +100,15 @@ def reference_statistics(data_path: str, resolution: int, crop: str, features: s
   return fid.statistics_of(feature_extractor(features, batch_size)(images))
 
 
-def generate_images(sample_fn, generator: GANState, latents: np.ndarray,
-                    batch_size: int) -> np.ndarray:
-  """uint8 images `sample_fn(generator, z)` for every row of `latents`, a batch at a time.
+def generate_images(generate: GenerateFn, latents: np.ndarray, batch_size: int) -> np.ndarray:
+  """uint8 images of `generate` for every row of `latents`.
 
-  The last batch is padded, so image i depends only on latents[i] and one
-  compiled shape serves any number of images.
+  Asked for a batch at a time, so only uint8 copies of all of them are kept
+  (float32 ones would take four times the memory); `generate` pads the last.
   """
-  outputs = []
-  for start in range(0, len(latents), batch_size):
-    chunk = latents[start:start + batch_size]
-    padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), chunk.shape[1]),
-                                             chunk.dtype)])
-    outputs.append(image_lib.to_uint8(jax.device_get(sample_fn(generator, padded)))[:len(chunk)])
-  return np.concatenate(outputs)
-
-
-def generator_state(g_params, g_batch_stats) -> GANState:
-  """A GANState holding only what `GAN.sample` needs, on this process's first device."""
-  fields = {"g_params": g_params, "g_batch_stats": g_batch_stats or {}}
-  fields = jax.tree.map(checkpoint.host_array, fields)  # also for arrays spread over processes
-  return sampling.partial_state(**jax.device_put(fields, jax.local_devices()[0]))
+  return np.concatenate([image_lib.to_uint8(generate(latents[start:start + batch_size],
+                                                     batch_size))
+                         for start in range(0, len(latents), batch_size)])
 
 
 def feature_metrics(real: fid.Statistics, fake: fid.Statistics, kid_subsets: int = 100,
@@ -124,6 +120,73 @@ def feature_metrics(real: fid.Statistics, fake: fid.Statistics, kid_subsets: int
   if with_precision_recall:
     metrics["precision"], metrics["recall"] = fid.precision_recall(real.features, fake.features)
   return metrics
+
+
+def one_nn_equal_sets(real, fake) -> tuple[float, int]:
+  """(1-NN leave-one-out accuracy, count) on the first `count` = min(N_real, N_fake) of each:
+  the test is only unbiased with equally many samples per set."""
+  # Imported here: it brings in sklearn and matplotlib, which training does not need.
+  from gan_jax.metrics import embedding  # pylint: disable=import-outside-toplevel
+  count = min(len(real), len(fake))
+  return embedding.one_nn_accuracy(real[:count], fake[:count]), count
+
+
+class Evaluator:
+  """FID and KID (and, when asked, precision/recall and 1-NN) of a generator against real faces.
+
+    evaluator = Evaluator.for_data(config.data, num_samples, features, batch_size, latent_dim)
+    metrics = evaluator.evaluate(model.generate)   # {'fid': ..., 'kid': ..., 'kid_std': ...}
+
+  Every `evaluate` generates from the same latents, so two results differ
+  only by the generator.
+  """
+
+  def __init__(self, real: fid.Statistics, latents: np.ndarray, features: str, batch_size: int):
+    self.real, self.latents = real, latents
+    self.features, self.batch_size = features, batch_size
+    self._extract = feature_extractor(features, batch_size)
+
+  @classmethod
+  def for_data(cls, data: ml_collections.ConfigDict, num_samples: int, features: str,
+               batch_size: int, latent_dim: int, *, num_real: int | None = None,
+               path: str | None = None, seed: int = SAMPLE_SEED,
+               use_cache: bool = True) -> "Evaluator":
+    """Against the faces a run trains on (`data`: its config.data), or those at `path`.
+
+    The real side is the first min(data.limit, num_real) faces of data.path,
+    prepared at the run's resolution and crop; with `path`, the first
+    `num_real` of those (data.limit then does not apply).
+    """
+    limit = reference_limit(None if path else data.limit, num_real)
+    real = reference_statistics(path or data.path, data.resolution, data.crop, features,
+                                data.cache_dir, limit, batch_size, use_cache)
+    return cls(real, latent_lib.latents(seed, num_samples, latent_dim), features, batch_size)
+
+  @property
+  def num_real(self) -> int:
+    return len(self.real.features)
+
+  def evaluate(self, generate: GenerateFn, kid_subsets: int = 100, kid_subset_size: int = 1000,
+               precision_recall: bool = False, one_nn: bool = False) -> dict[str, float]:
+    """The metrics of `generate(z, batch_size)` (images in [-1, 1]) on the evaluator's latents."""
+    fake = self._extract(generate_images(generate, self.latents, self.batch_size))
+    metrics = feature_metrics(self.real, fid.statistics_of(fake), kid_subsets, kid_subset_size,
+                              precision_recall)
+    if one_nn:
+      metrics["one_nn_accuracy"], _ = one_nn_equal_sets(self.real.features, fake)
+    return metrics
+
+
+def sampling_state(state: GANState) -> GANState:
+  """A copy of what `GAN.sample` reads of `state`, on this process's first device.
+
+  A copy, so the next train step may donate the state's buffers; arrays spread
+  over several processes are gathered first.
+  """
+  fields = {"g_params": state.g_params, "g_batch_stats": state.g_batch_stats,
+            "ema_g_params": state.ema_g_params}
+  fields = jax.tree.map(checkpoint.host_array, fields)
+  return loader.partial_state(**jax.device_put(fields, jax.local_devices()[0]))
 
 
 class PeriodicEval:
@@ -151,21 +214,19 @@ class PeriodicEval:
       raise ConfigError(f"--config.eval.every={options.every} must be >= 0 and "
                         f"--config.eval.batch_size={options.batch_size} >= 1")
     self.config, self.options, self.monitor = config, options, monitor
-    data = config.data
     start = time.perf_counter()
     try:
-      limit = reference_limit(data.limit, options.num_real)
-      self.real = reference_statistics(data.path, data.resolution, data.crop, options.features,
-                                       data.cache_dir, limit, options.batch_size)
+      self.evaluator = Evaluator.for_data(config.data, options.num_samples, options.features,
+                                          options.batch_size, gan.latent_dim,
+                                          num_real=options.num_real)
     except weights.WeightsError as error:
       raise ConfigError(f"eval.features=inception: {error}; or set --config.eval.features=pixels "
                         "or --config.eval.every=0") from None
     logging.info("eval: %s features of %d real images in %.1f s; FID of %d samples every %d steps",
-                 options.features, len(self.real.features), time.perf_counter() - start,
+                 options.features, self.evaluator.num_real, time.perf_counter() - start,
                  options.num_samples, self.every)
-    self.features = feature_extractor(options.features, options.batch_size)
-    self.latents = latent_lib.latents(SAMPLE_SEED, options.num_samples, gan.latent_dim)
-    self._sample = jax.jit(gan.sample)
+    # One model whose weights each evaluation replaces, so its sampling compiles once.
+    self.model = loader.TrainedGAN(config, gan, loader.partial_state(), step=0)
     self.best_manager, self.best_fid = None, math.inf
     if options.keep_best:
       self.best_manager = checkpoint.make_manager(pathlib.Path(workdir) / BEST_DIR, max_to_keep=1,
@@ -175,7 +236,7 @@ class PeriodicEval:
   def settings(self) -> dict:
     """What makes two FIDs comparable; stored with the best checkpoint."""
     return {"features": self.options.features, "num_samples": self.options.num_samples,
-            "num_real": len(self.real.features)}
+            "num_real": self.evaluator.num_real}
 
   def _previous_best(self) -> float:
     """The FID of a best checkpoint an earlier (resumed) run left, if measured alike."""
@@ -193,19 +254,17 @@ class PeriodicEval:
     return math.inf
 
   def is_eval_step(self, step: int) -> bool:
-    return bool(self.every) and (step % self.every == 0 or step == self.num_steps)
+    return cadence.is_due(step, self.every, self.num_steps)
 
   def evaluate(self, step: int, state: GANState) -> dict[str, float]:
     """FID and KID of the state's generator (EMA weights if kept), logged at `step`."""
     start = time.perf_counter()
-    params = state.ema_g_params if state.ema_g_params is not None else state.g_params
-    generator = generator_state(params, state.g_batch_stats)
-    images = generate_images(self._sample, generator, self.latents, self.options.batch_size)
-    metrics = feature_metrics(self.real, fid.statistics_of(self.features(images)))
+    self.model.state, self.model.step = sampling_state(state), step
+    metrics = self.evaluator.evaluate(self.model.generate)
     self.monitor.write_scalars(step, {f"eval/{name}": value for name, value in metrics.items()})
     improved = metrics["fid"] < self.best_fid
     logging.info("step %d: FID %.4f, KID %.5f ± %.5f (%d samples, %s features, %.1f s)%s", step,
-                 metrics["fid"], metrics["kid"], metrics["kid_std"], len(images),
+                 metrics["fid"], metrics["kid"], metrics["kid_std"], len(self.evaluator.latents),
                  self.options.features, time.perf_counter() - start,
                  ", best so far" if improved else f"; best {self.best_fid:.4f}")
     if improved and self.best_manager is not None:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import streams
 from gan_jax.errors import ExploreError
 
 INTERPOLATIONS = ("slerp", "lerp")
@@ -32,8 +33,7 @@ def latents(seed: int, num: int, latent_dim: int, truncation: float | None = Non
     raise ExploreError(f"--truncation must be > 0 (e.g. 0.7), got {truncation}")
   cpu = jax.local_devices(backend="cpu")[0]
   with jax.default_device(cpu):
-    base = jax.random.key(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(start, start + num))
+    keys = jax.vmap(lambda i: streams.latent_key(seed, i))(jnp.arange(start, start + num))
     if truncation is None:
       draw = lambda key: jax.random.normal(key, (latent_dim,), jnp.float32)
     else:

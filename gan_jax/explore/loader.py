@@ -1,22 +1,22 @@
-"""A trained generator (and, when asked, its discriminator) loaded from a checkpoint.
+"""The one loader of a trained model: `load(workdir, step)` -> `TrainedGAN`.
 
-`load(workdir, step)` reads only the arrays sampling needs (no optimiser
-state) and returns a `TrainedGAN`: the one object `generate`, `interpolate`,
-`project`, `nearest` and `evaluate run` sample from.
+`load` reads only the arrays sampling needs (G's weights and batch statistics,
+the EMA of G's weights when the run kept one, and D's when asked; never the
+optimiser states) and returns a `TrainedGAN`: the one object `generate`,
+`interpolate`, `project`, `nearest` and `evaluate run` sample from. Which of
+G's weights to sample with is `GAN.sample`'s choice (the EMA when there is one).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from gan_jax import checkpoint
 from gan_jax import images as image_lib
@@ -24,55 +24,9 @@ from gan_jax.training.state import GANState
 from gan_jax.training.gan import GAN
 from gan_jax.errors import ExploreError
 
+# The state fields sampling reads, and those the discriminator's features add.
+GENERATOR_FIELDS = ("g_params", "g_batch_stats", "ema_g_params")
 DISCRIMINATOR_FIELDS = ("d_params", "d_batch_stats")
-
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-
-def checkpoint_step(workdir: str | os.PathLike, step: int | None = None) -> int:
-  """`step` if the run saved it, else (None) the run's latest step; ExploreError otherwise."""
-  directory = pathlib.Path(workdir).absolute() / checkpoint.CHECKPOINT_DIR
-  if not directory.is_dir():
-    raise ExploreError(f"no checkpoints in {directory}; train first with "
-                       f"`python -m gan_jax.main --config ... --workdir {workdir}`")
-  manager = checkpoint.make_manager(workdir, read_only=True)
-  steps = sorted(manager.all_steps())
-  manager.close()
-  if not steps:
-    raise ExploreError(f"no finished checkpoint in {directory}; train (longer) first")
-  if step is None:
-    return steps[-1]
-  if step not in steps:
-    raise ExploreError(f"no checkpoint for step {step} in {directory}; "
-                       f"available steps: {', '.join(map(str, steps))}")
-  return step
-
-
-def restore_fields(workdir: str | os.PathLike, fields: Sequence[str], step: int,
-                   device: jax.Device | None = None) -> dict[str, Any]:
-  """{field: arrays} for the chosen GANState fields of one checkpoint, as saved.
-
-  Only those fields are read (an Orbax partial restore guided by the saved
-  metadata; no optimiser state), onto `device` (default: the first device),
-  whatever sharding the run saved them with. A field saved as None comes back None.
-  """
-  manager = checkpoint.make_manager(workdir, read_only=True)
-  sharding = jax.sharding.SingleDeviceSharding(device or jax.local_devices()[0])
-  stored = manager.item_metadata(step)["state"]
-  stored = getattr(stored, "tree", stored)
-  missing = [name for name in fields if name not in stored]
-  if missing:
-    raise ExploreError(f"checkpoint step {step} in {manager.directory} has no {', '.join(missing)}")
-  present = {name: stored[name] for name in fields if stored[name] is not None}
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-                        present)
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True)))["state"]
-  manager.close()
-  return {name: restored.get(name) for name in fields}
 
 
 def partial_state(**fields) -> GANState:
@@ -120,8 +74,8 @@ class TrainedGAN:
 
   @property
   def uses_ema(self) -> bool:
-    # checkpoint.load_generator returns the EMA weights whenever the run kept them.
-    return bool(self.config.train.get("ema_decay", 0.0))
+    """Whether `sample` uses the EMA of G's weights (GAN.sample does when there is one)."""
+    return self.state.ema_g_params is not None
 
   def sample(self, z: jax.Array) -> jax.Array:
     """Images in [-1, 1] for a batch of latents (traceable: usable under grad)."""
@@ -169,13 +123,31 @@ def _batched(fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray, batch_siz
 
 def load(workdir: str | os.PathLike, step: int | None = None, discriminator: bool = False
          ) -> TrainedGAN:
-  """The trained G of `workdir` (latest step by default; EMA weights if kept), plus D if asked."""
-  step = checkpoint_step(workdir, step)
-  config, gan, g_params, g_batch_stats = checkpoint.load_generator(workdir, step)
-  fields = {"g_params": g_params, "g_batch_stats": g_batch_stats or {}}
-  if discriminator:
-    d_fields = restore_fields(workdir, DISCRIMINATOR_FIELDS, step)
-    fields.update(d_params=d_fields["d_params"], d_batch_stats=d_fields["d_batch_stats"] or {})
+  """The trained G of `workdir` (latest readable step by default), plus D if asked.
+
+  Only those networks' arrays are read (an Orbax partial restore, checked
+  against the model the saved config builds), onto this process's first
+  device. No checkpoint, or no such step: CheckpointError saying what to do.
+  """
+  manager = checkpoint.make_manager(workdir, read_only=True)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  names = GENERATOR_FIELDS + (DISCRIMINATOR_FIELDS if discriminator else ())
+
+  def restore_one(candidate: int):
+    config = ml_collections.ConfigDict(checkpoint.restore_config(manager, candidate))
+    gan = GAN.from_config(config)
+    full = checkpoint.state_to_tree_abstract(checkpoint.abstract_state(gan, config, device))
+    # Fields without arrays (no EMA, no batch norm) stay as create_state makes them.
+    absent = {name: full[name] for name in names if not jax.tree.leaves(full[name])}
+    wanted = {name: full[name] for name in names if name not in absent}
+    checkpoint.check_fits(manager, candidate, wanted, partial=True)
+    restored = checkpoint.restore_state_item(manager, candidate, wanted, partial=True)["state"]
+    return config, gan, {**absent, **{name: restored[name] for name in wanted}}
+
+  try:
+    step, (config, gan, fields) = checkpoint.restore_with_fallback(manager, step, restore_one)
+  finally:
+    manager.close()
   return TrainedGAN(config, gan, partial_state(**fields), step)
 
 

@@ -33,12 +33,12 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from gan_jax import images as image_lib
-from gan_jax.data import prepare
 from gan_jax.explore import loader as sampling
 from gan_jax.explore.generate import generate
 from gan_jax.explore import pictures
 from gan_jax import errors
 from gan_jax import cli
+from gan_jax.data import loader as data_loader
 
 SPACES = ("pixels", "discriminator")
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> None:
   if not data_path:
     raise errors.ExploreError("the run's config names no data.path; give --data PATH")
   limit = args.limit if args.limit is not None else (config.get("limit") or None)
-  data = np.asarray(prepare.load_image_array(data_path, model.resolution,
+  data = np.asarray(data_loader.load_image_array(data_path, model.resolution,
                                              args.crop or config.get("crop", "center"), limit))
   print(f"data: {len(data)} images from {data_path}")
   samples, _ = generate(model, args.seed, args.num, args.truncation, args.batch_size)

@@ -8,8 +8,8 @@ import pathlib
 import numpy as np
 
 from gan_jax import images as image_lib
-from gan_jax.data import prepare
 from gan_jax.errors import ExploreError
+from gan_jax.data import decode
 
 
 def zoom(images: np.ndarray, factor: int) -> np.ndarray:
@@ -27,7 +27,7 @@ def load_target(path: str | os.PathLike, resolution: int, crop: str) -> np.ndarr
   if not path.is_file():
     raise ExploreError(f"image {path} does not exist")
   try:
-    return prepare.load_image(path, resolution, crop)
+    return decode.load_image(path, resolution, crop)
   except OSError as error:
     raise ExploreError(f"cannot read image {path}: {error}") from error
 

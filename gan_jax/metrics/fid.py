@@ -25,6 +25,8 @@ from gan_jax.data import prepare
 from gan_jax.metrics import frechet
 from gan_jax.metrics import inception
 from gan_jax.metrics import weights
+from gan_jax.data import decode
+from gan_jax.data import loader as data_loader
 
 # Changes whenever cached statistics would no longer match (network, preprocessing).
 STATS_VERSION = "inception-2015-12-05-pool3-v1"
@@ -129,7 +131,7 @@ def _count_images(path: pathlib.Path, limit: int | None) -> int:
                               "or a .npy file")
     count = len(np.load(path, mmap_mode="r"))
   else:
-    count = len(prepare.list_image_files(path))
+    count = len(decode.list_image_files(path))
   return count if limit is None else min(count, limit)
 
 
@@ -154,7 +156,7 @@ def dataset_statistics(path: os.PathLike | str, resolution: int | None = None,
                        use_cache: bool = True) -> Statistics:
   """Features, mean and covariance of a folder of images or a uint8 .npy.
 
-  Images are read with `prepare.load_image_array(path, resolution, crop='none')`
+  Images are read with `data_loader.load_image_array(path, resolution, crop='none')`
   (resolution None: all images must share one size). Results are cached under
   `${GAN_JAX_CACHE:-~/.cache/gan_jax}/fid_stats/` (8 KiB per image).
   """
@@ -162,7 +164,7 @@ def dataset_statistics(path: os.PathLike | str, resolution: int | None = None,
   if cache_file is not None and cache_file.is_file():
     with np.load(cache_file) as cached:
       return Statistics(cached["features"], cached["mu"], cached["sigma"])
-  images = prepare.load_image_array(path, resolution, crop="none", limit=limit)
+  images = data_loader.load_image_array(path, resolution, crop="none", limit=limit)
   stats = statistics_of(inception.extract_features(images, batch_size))
   if cache_file is not None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)

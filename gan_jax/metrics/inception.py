@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import cli
+from gan_jax.errors import UserError
 from gan_jax.metrics import weights
 
 INPUT_SIZE = 299
@@ -265,8 +267,8 @@ def measure_speed(num_images: int, batch_size: int, size: int, repeats: int = 2,
   one warm-up batch that compiles. Random weights time the same as real ones.
   """
   if num_images < batch_size or batch_size < 1 or repeats < 1:
-    raise ValueError(f"need --images ({num_images}) >= --batch ({batch_size}) >= 1 and "
-                     f"--repeats ({repeats}) >= 1")
+    raise UserError(f"need --images ({num_images}) >= --batch ({batch_size}) >= 1 and "
+                    f"--repeats ({repeats}) >= 1")
   variables = None
   if random_weights:
     # The weights' shapes without running init; positive values keep batch-norm variances valid.
@@ -290,7 +292,7 @@ def measure_speed(num_images: int, batch_size: int, size: int, repeats: int = 2,
           "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m gan_jax.metrics.inception",
       description="Time FID feature extraction (Inception pool3) on the default JAX device.")
@@ -302,20 +304,21 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--random_weights", action="store_true",
                       help="random weights instead of the fetched FID weights (same speed)")
   parser.add_argument("--json", default="", help="also write the result here")
-  args = parser.parse_args(argv)
-  try:
-    result = measure_speed(args.images, args.batch, args.size, args.repeats,
-                           args.random_weights)
-  except (ValueError, weights.WeightsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  return parser
+
+
+def run(args: argparse.Namespace) -> None:
+  result = measure_speed(args.images, args.batch, args.size, args.repeats, args.random_weights)
   print(f"{result['device']}, jax {result['jax_version']}: {result['images_per_s']:.0f} images/s "
         f"({result['num_images']} images of {args.size} px, batch {args.batch}; windows "
         f"{', '.join(f'{s:.2f}' for s in result['seconds'])} s)")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=2)
-  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

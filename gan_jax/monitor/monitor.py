@@ -4,17 +4,14 @@
 running sum on device (a jitted add, no host transfer) and only at log points
 fetches the average, so the loop never waits for the device in between.
 
-Scalars and images go to TensorBoard (clu's writer when TensorFlow is
-installed, else event files written with the `tensorboard` package alone) and
-scalars also to WORKDIR/metrics.jsonl, one JSON object per line, which
-`python -m gan_jax.plots WORKDIR` turns into curves. Only process 0 writes.
+Scalars and images go through `writer.RunWriter` (TensorBoard and
+WORKDIR/metrics.jsonl); the console gets one line per log step. Only process 0
+writes.
 """
 
 from __future__ import annotations
 
 import datetime
-import io
-import json
 import pathlib
 import time
 from typing import Any, Callable, Mapping
@@ -25,11 +22,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax.monitor import collapse
+from gan_jax import cadence
 from gan_jax import images as image_lib
-
-METRICS_FILE = "metrics.jsonl"
-SAMPLES_DIR = "samples"
+from gan_jax.monitor import collapse
+from gan_jax.monitor.writer import SAMPLES_DIR, RunWriter
 
 
 @jax.jit
@@ -76,77 +72,6 @@ class MetricAverager:
     return means, nonfinite
 
 
-class TensorBoardWriter:
-  """TensorBoard event files written by the `tensorboard` package, without TensorFlow.
-
-  Writes the same summaries as clu's TensorFlow writer (scalar and image plugin
-  tensors), so TensorBoard and readers see one format whichever writer ran.
-  """
-
-  def __init__(self, logdir: str | pathlib.Path):
-    from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.plugins.image import metadata as image_metadata
-    from tensorboard.plugins.scalar import metadata as scalar_metadata
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-    from tensorboard.util import tensor_util
-    self._event_pb2, self._summary_pb2, self._tensor_util = event_pb2, summary_pb2, tensor_util
-    self._image_metadata, self._scalar_metadata = image_metadata, scalar_metadata
-    self._writer = EventFileWriter(str(logdir))
-
-  def _write(self, step: int, values: list) -> None:
-    summary = self._summary_pb2.Summary(value=values)
-    self._writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=int(step),
-                                                 summary=summary))
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    self._write(step, [
-        self._summary_pb2.Summary.Value(
-            tag=tag, tensor=self._tensor_util.make_tensor_proto(np.float32(value)),
-            metadata=self._scalar_metadata.create_summary_metadata(tag, ""))
-        for tag, value in scalars.items()])
-
-  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-    from PIL import Image
-    values = []
-    for tag, image in images.items():
-      image = image_lib.to_uint8(image)
-      batch = image[None] if image.ndim == 3 else image
-      height, width = batch.shape[1:3]
-      encoded = []
-      for picture in batch:
-        buffer = io.BytesIO()
-        Image.fromarray(picture).save(buffer, format="PNG")
-        encoded.append(buffer.getvalue())
-      # The image plugin's tensor: [width, height, png, png, ...] as strings.
-      tensor = np.array([str(width).encode(), str(height).encode(), *encoded], dtype=object)
-      values.append(self._summary_pb2.Summary.Value(
-          tag=tag, tensor=self._tensor_util.make_tensor_proto(tensor),
-          metadata=self._image_metadata.create_summary_metadata(tag, "")))
-    self._write(step, values)
-
-  def flush(self) -> None:
-    self._writer.flush()
-
-  def close(self) -> None:
-    self._writer.close()
-
-
-def create_summary_writer(logdir: str | pathlib.Path):
-  """clu's TensorBoard writer if TensorFlow imports, else `TensorBoardWriter`, else None."""
-  try:
-    from clu import metric_writers  # imports TensorFlow
-  except ImportError:
-    pass
-  else:
-    return metric_writers.SummaryWriter(str(logdir))
-  try:
-    return TensorBoardWriter(logdir)
-  except ImportError:
-    logging.warning("neither TensorFlow nor tensorboard is installed: metrics are written to "
-                    "%s only", METRICS_FILE)
-    return None
-
-
 def _progress_reporter(num_steps: int, writer):
   """clu's ReportProgress (steps/s, ETA) when clu imports; the log line has an ETA anyway."""
   try:
@@ -188,8 +113,9 @@ class Monitor:
     self.is_writer = jax.process_index() == 0
     self._fetch = fetch
     self._averager = MetricAverager(fetch)
-    self._writer = create_summary_writer(self.workdir) if self.is_writer else None
-    self._progress = _progress_reporter(self.num_steps, self._writer) if self.is_writer else None
+    self.writer = RunWriter(self.workdir, steps_per_epoch, active=self.is_writer)
+    self._progress = (_progress_reporter(self.num_steps, self.writer.summary)
+                      if self.is_writer else None)
     self._last_log: tuple[int, float] | None = None
     self._closed = False
     self.should_stop = False
@@ -198,13 +124,12 @@ class Monitor:
     data_diversity = float(collapse.mean_pairwise_distance(jnp.asarray(real_images)))
     self.mode_collapse = collapse.ModeCollapse(monitor.diversity_fraction, data_diversity)
     if self.is_writer:
-      self.workdir.mkdir(parents=True, exist_ok=True)
       logging.info("diversity of %d real faces: %.3f (mode-collapse warning below %.3f)",
                    len(real_images), data_diversity, monitor.diversity_fraction * data_diversity)
 
   def is_log_step(self, step: int) -> bool:
     # The first step is logged too: early feedback, and the timer then starts after compilation.
-    return step == self.first_step or step % self.config.log_every == 0 or step == self.num_steps
+    return step == self.first_step or cadence.is_due(step, self.config.log_every, self.num_steps)
 
   def step(self, step: int, metrics: Mapping[str, jax.Array], state) -> None:
     """Account for one finished train step (host-side only, except at log steps)."""
@@ -240,7 +165,7 @@ class Monitor:
     try:
       collapse.check_finite(step, scalars)  # raises when no step of the interval was finite
     except collapse.NonFiniteLossError:
-      self._write_scalars(step, scalars)
+      self.writer.write_scalars(step, scalars)
       self.close()
       raise
     if bad_steps and self.is_writer:
@@ -248,7 +173,7 @@ class Monitor:
                       interval)
     warning = self.d_overpowering.update(step, scalars)
     scalars["collapse/d_overpowering"] = float(self.d_overpowering.active)
-    self._write_scalars(step, scalars)
+    self.writer.write_scalars(step, scalars)
     if self.is_writer:
       logging.info("%s%s", self._console_line(step, scalars), eta)
     self._warn(warning)
@@ -274,9 +199,8 @@ class Monitor:
       grid = image_lib.make_grid(images)
       path = image_lib.save_png(self.workdir / SAMPLES_DIR / f"step_{step:07d}.png", grid)
       logging.info("wrote %s (diversity %.3f of real)", path, self.mode_collapse.ratio(diversity))
-      if self._writer is not None:
-        self._writer.write_images(step, {"samples": grid})
-    self._write_scalars(step, {
+      self.writer.write_images(step, {"samples": grid})
+    self.writer.write_scalars(step, {
         "sample_diversity": diversity,
         "collapse/diversity_ratio": self.mode_collapse.ratio(diversity),
         "collapse/mode_collapse": float(self.mode_collapse.active),
@@ -285,17 +209,7 @@ class Monitor:
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """Log scalars measured outside the train step (e.g. eval/fid): TensorBoard and metrics.jsonl."""
-    self._write_scalars(step, scalars)
-
-  def _write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    if not self.is_writer:
-      return
-    if self._writer is not None:
-      self._writer.write_scalars(step, scalars)
-      self._writer.flush()
-    record = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), **scalars}
-    with open(self.workdir / METRICS_FILE, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    self.writer.write_scalars(step, scalars)
 
   def _warn(self, warning: str | None) -> None:
     if warning is None:
@@ -310,8 +224,7 @@ class Monitor:
     if self._closed:
       return
     self._closed = True
-    if self._writer is not None:
-      self._writer.close()
+    self.writer.close()
     if self.is_writer:
       try:
         from gan_jax.monitor import plots

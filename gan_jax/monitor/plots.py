@@ -9,6 +9,7 @@ at its end too.
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import re
@@ -16,8 +17,11 @@ import sys
 
 import numpy as np
 
+from gan_jax import cli
+from gan_jax.errors import DataError
+from gan_jax.monitor.writer import METRICS_FILE, SAMPLES_DIR
+
 PLOTS_DIR = "plots"
-METRICS_FILE = "metrics.jsonl"  # = monitoring.METRICS_FILE (not imported: that pulls in jax)
 SAMPLE_PATTERN = re.compile(r"step_(\d+)\.png$")
 
 
@@ -119,25 +123,31 @@ def write_plots(workdir: str | pathlib.Path) -> list[pathlib.Path]:
                                {"d_real": "D(x), real faces", "d_fake": "D(G(z)), generated"},
                                "Discriminator outputs", "mean D output (probability real)",
                                ylim=(0.0, 1.0), hlines={"0.5 (D undecided)": 0.5}))
-  grids = sample_grids(workdir / "samples")
+  grids = sample_grids(workdir / SAMPLES_DIR)
   if grids:
     written.append(progress_gif(out / "progress.gif", grids))
   return written
 
 
-def main(argv: list[str]) -> int:
-  if len(argv) != 2 or argv[1].startswith("-"):
-    print(f"usage: python -m gan_jax.plots WORKDIR\n{__doc__}", file=sys.stderr)
-    return 2
-  workdir = pathlib.Path(argv[1])
-  if not (workdir / METRICS_FILE).exists() and not sample_grids(workdir / "samples"):
-    print(f"error: {workdir} has no {METRICS_FILE} and no samples/step_*.png; pass the "
-          "--workdir of a training run", file=sys.stderr)
-    return 1
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m gan_jax.plots", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("workdir", metavar="WORKDIR", help="the --workdir of a training run")
+  return parser
+
+
+def run(args: argparse.Namespace) -> None:
+  workdir = pathlib.Path(args.workdir)
+  if not (workdir / METRICS_FILE).exists() and not sample_grids(workdir / SAMPLES_DIR):
+    raise DataError(f"{workdir} has no {METRICS_FILE} and no samples/step_*.png; pass the "
+                    "--workdir of a training run")
   for path in write_plots(workdir):
     print(path)
-  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  return cli.run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv))
+  sys.exit(main())

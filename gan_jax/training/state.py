@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gan_jax import streams
+
 PyTree = Any
 
 
@@ -32,7 +34,7 @@ class GANState:
 
 def create_state(gan, key: jax.Array) -> GANState:
   """Initialise both networks and optimisers from `key` (a typed PRNG key)."""
-  g_key, d_key, run_key = jax.random.split(key, 3)
+  g_key, d_key, run_key = streams.init_keys(key)
   z = jnp.zeros((1, gan.latent_dim), jnp.float32)
   x = jnp.zeros((1, gan.resolution, gan.resolution, 3), jnp.float32)
   # Initialise in inference mode: no batch axis exists outside the mapped step.

@@ -1,10 +1,16 @@
-"""One GAN training iteration as a pure per-device function.
+"""One GAN training iteration as a pure per-device function, and its parts.
 
-`train_step(state, batch, key) -> (state, metrics)` does one discriminator
+`train_step(gan, state, batch, key) -> (state, metrics)` does one discriminator
 update, then one generator update (more with train.d_steps / train.g_steps). It
 runs under a mapped axis named 'batch' (shard_map, pmap, or a 1-device mesh);
 gradients, losses and batch-norm statistics are averaged over that axis, so
 every device ends the step with the same state.
+
+`train_step` only orchestrates. The GAN's parts are the top-level functions
+here: G's and D's forwards, D's view of images, D's penalties, the D and G
+losses and their updates. The parts any family's step uses (guarded optimiser
+update, EMA, latents, keys) are in `updates.py`; another family writes its own
+step function from them beside this one.
 
 The training techniques (docs/options.md) are fields of `GAN`, read here as
 Python values: an option that is off adds nothing to the compiled step.
@@ -13,7 +19,7 @@ Python values: an option that is off adds nothing to the compiled step.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,35 +27,16 @@ import optax
 from jax import lax
 
 from gan_jax import images as image_lib
+from gan_jax.parallel import BATCH_AXIS
 from gan_jax.training import augment
 from gan_jax.training import losses
-from gan_jax.training import optim
-from gan_jax.parallel import BATCH_AXIS
+from gan_jax.training import updates
 from gan_jax.training.gan import GAN
 from gan_jax.training.state import GANState
+from gan_jax.training.updates import NetState, ema_update, guarded_update, keep_if
 
 
-def global_latents(step_key: jax.Array, local_batch: int, latent_dim: int) -> jax.Array:
-  """This device's rows of the step's latent batch, drawn for the global batch.
-
-  Drawing z for the whole global batch and slicing it makes a run independent
-  of the device count: 1 device and 8 devices see the same latents.
-  """
-  num_devices, index = lax.axis_size(BATCH_AXIS), lax.axis_index(BATCH_AXIS)
-  z = jax.random.normal(step_key, (num_devices * local_batch, latent_dim), jnp.float32)
-  return lax.dynamic_slice_in_dim(z, index * local_batch, local_batch)
-
-
-def all_finite(tree) -> jax.Array:
-  """Whether every element of every leaf is finite (no NaN/Inf)."""
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
-def keep_if(condition: jax.Array, new, old):
-  """`new` where `condition` holds, else `old`, leaf by leaf: an update that can be
-  switched off inside the compiled step, with no round trip to the host."""
-  return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
-
+# --- techniques as functions of the iteration ---
 
 def balance_updates(d_loss: jax.Array, g_loss: jax.Array, margin: float
                     ) -> tuple[jax.Array, jax.Array]:
@@ -59,11 +46,6 @@ def balance_updates(d_loss: jax.Array, g_loss: jax.Array, margin: float
     return jnp.array(True), jnp.array(True)
   close = jnp.abs(g_loss - d_loss) < margin
   return close | (d_loss > g_loss), close | (g_loss > d_loss)
-
-
-def ema_update(ema_params, params, decay):
-  """One step of the exponential moving average: decay * ema + (1 - decay) * params."""
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
 
 
 def ema_decay_at(gan: GAN, step: jax.Array) -> jax.Array:
@@ -78,32 +60,169 @@ def instance_noise_std(gan: GAN, step: jax.Array) -> jax.Array:
   return gan.instance_noise * jnp.maximum(0.0, 1.0 - step / gan.instance_noise_steps)
 
 
-class NetState(NamedTuple):
-  """One network's trained variables, as carried through the step's updates."""
-  params: Any
-  opt_state: optax.OptState
-  batch_stats: Any
+# --- the networks' forwards ---
+
+def generate(gan: GAN, g_params, g_batch_stats, z: jax.Array) -> tuple[jax.Array, Any]:
+  """G's training forward: (fake images, G's new batch statistics)."""
+  fake, new_vars = gan.generator.apply({"params": g_params, "batch_stats": g_batch_stats}, z,
+                                       train=True, mutable=["batch_stats"])
+  return fake, new_vars.get("batch_stats", {})
 
 
-def guarded_update(optimizer: optax.GradientTransformation, schedule, step: jax.Array,
-                   allowed: jax.Array, grads, net: NetState, new_batch_stats
-                   ) -> tuple[NetState, jax.Array, jax.Array]:
-  """One optimiser update, applied only if `allowed` and every gradient is finite.
+def discriminate(gan: GAN, d_params, d_batch_stats, images: jax.Array, dropout_key: jax.Array
+                 ) -> tuple[jax.Array, Any]:
+  """D's training forward: (logits, D's new batch statistics)."""
+  logits, new_vars = gan.discriminator.apply(
+      {"params": d_params, "batch_stats": d_batch_stats}, images, train=True,
+      mutable=["batch_stats"], rngs={"dropout": dropout_key})
+  return logits, new_vars.get("batch_stats", {})
 
-  Otherwise the network keeps its params, optimiser state and batch statistics.
-  Returns the network, and whether the update was applied and whether it was
-  skipped for non-finite gradients (float 0/1 each).
+
+def d_view(gan: GAN, images: jax.Array, key: jax.Array, step: jax.Array) -> jax.Array:
+  """The images as D sees them: augmented (DiffAugment) and with instance noise."""
+  augment_key, noise_key = jax.random.split(key)
+  if gan.augment_policy:
+    images = augment.augment(images, augment_key, gan.augment_policy)
+  if gan.instance_noise:
+    images = images + instance_noise_std(gan, step) * jax.random.normal(noise_key, images.shape)
+  return images
+
+
+# --- losses ---
+
+class DLossAux(NamedTuple):
+  """What `d_loss` reports besides the value it is differentiated for."""
+  batch_stats: Any         # D's statistics after its real and fake forwards
+  loss: jax.Array          # the GAN loss alone
+  penalty: jax.Array       # the gradient penalties (0 when off)
+  real_logits: jax.Array
+  fake_logits: jax.Array
+
+
+def d_penalty(gan: GAN, d_params, d_batch_stats, real_in: jax.Array, fake_in: jax.Array,
+              key: jax.Array, step: jax.Array) -> jax.Array:
+  """Gradient penalties on D's inputs, WGAN-GP and (lazy) R1, weighted; 0 when both are off.
+
+  The penalties' D forwards do not change D's batch statistics.
   """
-  finite = all_finite(grads)
-  opt_state = net.opt_state
-  if schedule is not None:  # the learning rate follows the training iteration
-    opt_state = optim.set_learning_rate(opt_state, schedule(step))
-  updates, opt_state = optimizer.update(grads, opt_state, net.params)
-  updated = NetState(optax.apply_updates(net.params, updates), opt_state, new_batch_stats)
-  applied = allowed & finite
-  return (keep_if(applied, updated, net), applied.astype(jnp.float32),
-          (allowed & ~finite).astype(jnp.float32))
+  gp_key, dropout_key = jax.random.split(key)
 
+  def critic(images):
+    return discriminate(gan, d_params, d_batch_stats, images, dropout_key)[0]
+
+  penalty = jnp.zeros((), jnp.float32)
+  if gan.gp_weight:
+    penalty += gan.gp_weight * losses.gradient_penalty(critic, real_in, fake_in, gp_key)
+  if gan.r1_gamma:
+    # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every to keep its weight.
+    def r1():
+      return 0.5 * gan.r1_gamma * gan.r1_every * losses.r1_penalty(critic, real_in)
+    penalty += r1() if gan.r1_every == 1 else lax.cond(
+        step % gan.r1_every == 0, r1, lambda: jnp.zeros((), jnp.float32))
+  return penalty
+
+
+def d_logit_loss(gan: GAN, real_logits: jax.Array, fake_logits: jax.Array,
+                 label_key: jax.Array) -> jax.Array:
+  """The GAN loss of D's logits, against smoothed or randomly flipped targets when asked."""
+  targets = (losses.label_targets(label_key, real_logits.shape[0], gan.real_label, gan.flip_prob)
+             if gan.flip_prob else (gan.real_label, 0.0))
+  return gan.loss.d_loss(real_logits, fake_logits, *targets)
+
+
+def d_loss(gan: GAN, d_params, d_batch_stats, real: jax.Array, fake: jax.Array, key: jax.Array,
+           step: jax.Array) -> tuple[jax.Array, DLossAux]:
+  """D's objective on real and fake images: (loss + penalty, DLossAux)."""
+  real_view, fake_view, real_drop, fake_drop, label_key, penalty_key = jax.random.split(key, 6)
+  real_in, fake_in = d_view(gan, real, real_view, step), d_view(gan, fake, fake_view, step)
+  real_logits, d_stats = discriminate(gan, d_params, d_batch_stats, real_in, real_drop)
+  fake_logits, d_stats = discriminate(gan, d_params, d_stats, fake_in, fake_drop)
+  loss = d_logit_loss(gan, real_logits, fake_logits, label_key)
+  penalty = (d_penalty(gan, d_params, d_stats, real_in, fake_in, penalty_key, step)
+             if gan.gp_weight or gan.r1_gamma else jnp.zeros((), jnp.float32))
+  return loss + penalty, DLossAux(d_stats, loss, penalty, real_logits, fake_logits)
+
+
+def g_loss(gan: GAN, d_params, d_batch_stats, fake: jax.Array, key: jax.Array, step: jax.Array
+           ) -> tuple[jax.Array, Any]:
+  """G's loss of D's view of `fake`: (loss, D's new batch statistics)."""
+  view_key, dropout_key = jax.random.split(key)
+  logits, d_stats = discriminate(gan, d_params, d_batch_stats, d_view(gan, fake, view_key, step),
+                                 dropout_key)
+  return gan.loss.g_loss(logits), d_stats
+
+
+# --- updates ---
+
+def d_gradients(gan: GAN, d: NetState, real: jax.Array, fake: jax.Array, key: jax.Array,
+                step: jax.Array) -> tuple[Any, DLossAux]:
+  """D's device-averaged gradients of `d_loss` (no gradient flows into `fake`), and its aux."""
+  (_, aux), grads = jax.value_and_grad(d_loss, argnums=1, has_aux=True)(
+      gan, d.params, d.batch_stats, real, lax.stop_gradient(fake), key, step)
+  return lax.pmean(grads, BATCH_AXIS), aux
+
+
+def later_d_updates(gan: GAN, d: NetState, applied: jax.Array, skipped: jax.Array,
+                    real: jax.Array, g_params, g_batch_stats, step_key: jax.Array,
+                    d_key: jax.Array, step: jax.Array, train_d: jax.Array):
+  """D updates 2..gan.d_steps in a loop: (d, applied, skipped), the counts accumulated.
+
+  Each sees fresh fakes from the same G (the statistics of that forward are not
+  kept) and its own key. A loop, not unrolled: compile time does not grow with d_steps.
+  """
+  def update(i, carry):
+    d, applied, skipped = carry
+    z = updates.extra_latents(step_key, i, real.shape[0], gan.latent_dim)
+    fake, _ = generate(gan, g_params, g_batch_stats, z)
+    grads, aux = d_gradients(gan, d, real, fake, jax.random.fold_in(d_key, i), step)
+    d, now_applied, now_skipped = guarded_update(gan.d_optimizer, gan.d_lr_schedule, step,
+                                                 train_d, grads, d, aux.batch_stats)
+    return d, applied + now_applied, skipped + now_skipped
+
+  return lax.fori_loop(1, gan.d_steps, update, (d, applied, skipped))
+
+
+def g_gradients_by_pullback(gan: GAN, d: NetState, fake: jax.Array, g_pullback: Callable,
+                            key: jax.Array, step: jax.Array) -> tuple[Any, jax.Array, Any]:
+  """G's device-averaged gradients for fakes already made: D's gradient of `g_loss`
+  with respect to `fake`, pulled back through G's forward by `g_pullback` (its vjp).
+
+  Returns (grads, this device's loss, D's new batch statistics).
+  """
+  (loss, d_stats), fake_grads = jax.value_and_grad(g_loss, argnums=3, has_aux=True)(
+      gan, d.params, d.batch_stats, fake, key, step)
+  (grads,) = g_pullback(fake_grads)
+  return lax.pmean(grads, BATCH_AXIS), loss, d_stats
+
+
+def later_g_updates(gan: GAN, g: NetState, d_params, d_batch_stats, applied: jax.Array,
+                    skipped: jax.Array, local_batch: int, step_key: jax.Array,
+                    g_key: jax.Array, step: jax.Array, train_d: jax.Array, train_g: jax.Array):
+  """G updates 2..gan.g_steps in a loop: (g, d_batch_stats, applied, skipped).
+
+  Each makes a fresh G forward from the updated G, with its own latents and key.
+  D's statistics move with these forwards only while D trains.
+  """
+  def update(j, carry):
+    g, d_batch_stats, applied, skipped = carry
+
+    def loss_fn(g_params):
+      z = updates.extra_latents(step_key, gan.d_steps + j, local_batch, gan.latent_dim)
+      fake, g_stats = generate(gan, g_params, g.batch_stats, z)
+      loss, d_stats = g_loss(gan, d_params, d_batch_stats, fake, jax.random.fold_in(g_key, j),
+                             step)
+      return loss, (g_stats, d_stats)
+
+    (_, (g_stats, d_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
+    g, now_applied, now_skipped = guarded_update(gan.g_optimizer, gan.g_lr_schedule, step,
+                                                 train_g, lax.pmean(grads, BATCH_AXIS), g, g_stats)
+    return (g, keep_if(train_d, d_stats, d_batch_stats), applied + now_applied,
+            skipped + now_skipped)
+
+  return lax.fori_loop(1, gan.g_steps, update, (g, d_batch_stats, applied, skipped))
+
+
+# --- the step ---
 
 def train_step(gan: GAN, state: GANState, batch: jax.Array, key: jax.Array
                ) -> tuple[GANState, dict[str, jax.Array]]:
@@ -113,155 +232,55 @@ def train_step(gan: GAN, state: GANState, batch: jax.Array, key: jax.Array
   statistics stay as they were) when the balance rule rests it, or when its
   device-averaged gradients are not finite; the metrics count both.
   """
-  step_key = jax.random.fold_in(key, state.step)
+  step = state.step
+  step_key = jax.random.fold_in(key, step)  # the same on every device: the latents
   real = image_lib.to_float(batch)
-  # Other randomness differs per device: fold in the device index.
-  key = jax.random.fold_in(step_key, lax.axis_index(BATCH_AXIS))
-  d_key, g_key = jax.random.split(key, 2)
-  G, D = gan.generator, gan.discriminator
-  noise_std = instance_noise_std(gan, state.step)
+  d_key, g_key = jax.random.split(updates.device_key(step_key), 2)
 
-  def fresh_latents(index):
-    # The first D and G updates share the latents drawn from step_key; each later
-    # update (index >= 1) draws its own. Folding in 0..num_devices-1 gives the
-    # devices' keys, so these fold in num_devices + index.
-    index_key = jax.random.fold_in(step_key, lax.axis_size(BATCH_AXIS) + index)
-    return global_latents(index_key, real.shape[0], gan.latent_dim)
-
-  def generate(g_params, g_batch_stats, z):
-    fake, updates = G.apply({"params": g_params, "batch_stats": g_batch_stats}, z,
-                            train=True, mutable=["batch_stats"])
-    return fake, updates.get("batch_stats", {})
-
-  def d_view(images, key):
-    """The images as D sees them: augmented (DiffAugment) and with instance noise."""
-    augment_key, noise_key = jax.random.split(key)
-    if gan.augment_policy:
-      images = augment.augment(images, augment_key, gan.augment_policy)
-    if gan.instance_noise:
-      images = images + noise_std * jax.random.normal(noise_key, images.shape)
-    return images
-
-  def discriminate(d_params, d_batch_stats, images, dropout_key):
-    logits, updates = D.apply({"params": d_params, "batch_stats": d_batch_stats}, images,
-                              train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key})
-    return logits, updates.get("batch_stats", {})
-
-  def d_penalty(d_params, d_batch_stats, real_in, fake_in, key):
-    """Gradient penalties on D's inputs (their forwards' statistics are discarded)."""
-    gp_key, dropout_key = jax.random.split(key)
-
-    def critic(images):
-      return discriminate(d_params, d_batch_stats, images, dropout_key)[0]
-
-    penalty = jnp.zeros((), jnp.float32)
-    if gan.gp_weight:
-      penalty += gan.gp_weight * losses.gradient_penalty(critic, real_in, fake_in, gp_key)
-    if gan.r1_gamma:
-      # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every to keep its weight.
-      def r1():
-        return 0.5 * gan.r1_gamma * gan.r1_every * losses.r1_penalty(critic, real_in)
-      penalty += r1() if gan.r1_every == 1 else lax.cond(
-          state.step % gan.r1_every == 0, r1, lambda: jnp.zeros((), jnp.float32))
-    return penalty
-
-  def d_loss_fn(d_params, d_batch_stats, fake, key):
-    real_view, fake_view, real_drop, fake_drop, label_key, penalty_key = jax.random.split(key, 6)
-    real_in, fake_in = d_view(real, real_view), d_view(fake, fake_view)
-    real_logits, d_stats = discriminate(d_params, d_batch_stats, real_in, real_drop)
-    fake_logits, d_stats = discriminate(d_params, d_stats, fake_in, fake_drop)
-    targets = (losses.label_targets(label_key, real.shape[0], gan.real_label, gan.flip_prob)
-               if gan.flip_prob else (gan.real_label, 0.0))
-    d_loss = gan.loss.d_loss(real_logits, fake_logits, *targets)
-    penalty = (d_penalty(d_params, d_stats, real_in, fake_in, penalty_key)
-               if gan.gp_weight or gan.r1_gamma else jnp.zeros((), jnp.float32))
-    return d_loss + penalty, (d_stats, d_loss, penalty, real_logits, fake_logits)
-
-  # One G forward serves the first D and the first G update: the D step reads
-  # `fake`, the G step pulls D's gradient back through `g_pullback`.
+  # One G forward serves the first D and the first G update: the D update reads
+  # `fake`, the G update pulls D's gradient back through `g_pullback`.
+  z = updates.global_latents(step_key, real.shape[0], gan.latent_dim)
   fake, g_pullback, g_batch_stats = jax.vjp(
-      lambda g_params: generate(g_params, state.g_batch_stats,
-                                global_latents(step_key, real.shape[0], gan.latent_dim)),
-      state.g_params, has_aux=True)
+      lambda g_params: generate(gan, g_params, state.g_batch_stats, z), state.g_params,
+      has_aux=True)
 
-  # --- discriminator updates ---
-  def d_gradients(d: NetState, fake, key):
-    (_, aux), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-        d.params, d.batch_stats, lax.stop_gradient(fake), key)
-    return lax.pmean(grads, BATCH_AXIS), aux
-
+  # D. Balancing compares both losses on this batch, before either network moves.
   d = NetState(state.d_params, state.d_opt_state, state.d_batch_stats)
-  grads, (new_d_stats, d_loss, penalty, real_logits, fake_logits) = d_gradients(d, fake, d_key)
-  # Balancing compares both losses on this batch, before either network moves.
-  d_loss, g_loss_before = lax.pmean((d_loss, gan.loss.g_loss(fake_logits)), BATCH_AXIS)
-  train_d, train_g = balance_updates(d_loss, g_loss_before, gan.balance_margin)
-  metrics = {
-      "d_loss": d_loss,
-      "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-      "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-      # Norm of the device-averaged gradients of the first D update.
-      "d_grad_norm": optax.tree.norm(grads),
-  }
+  d_grads, d_aux = d_gradients(gan, d, real, fake, d_key, step)
+  d_loss_mean, g_loss_before = lax.pmean((d_aux.loss, gan.loss.g_loss(d_aux.fake_logits)),
+                                         BATCH_AXIS)
+  train_d, train_g = balance_updates(d_loss_mean, g_loss_before, gan.balance_margin)
+  metrics = {"d_loss": d_loss_mean,
+             "d_real": jnp.mean(jax.nn.sigmoid(d_aux.real_logits)),
+             "d_fake": jnp.mean(jax.nn.sigmoid(d_aux.fake_logits)),
+             "d_grad_norm": optax.tree.norm(d_grads)}  # of the first D update
   if gan.gp_weight or gan.r1_gamma:
-    metrics["d_penalty"] = penalty
-  d, d_updates, d_skipped = guarded_update(gan.d_optimizer, gan.d_lr_schedule, state.step,
-                                           train_d, grads, d, new_d_stats)
+    metrics["d_penalty"] = d_aux.penalty
+  d, d_updates, d_skipped = guarded_update(gan.d_optimizer, gan.d_lr_schedule, step, train_d,
+                                           d_grads, d, d_aux.batch_stats)
+  if gan.d_steps > 1:
+    d, d_updates, d_skipped = later_d_updates(gan, d, d_updates, d_skipped, real, state.g_params,
+                                              g_batch_stats, step_key, d_key, step, train_d)
 
-  def later_d_update(i, carry):
-    # Fresh fakes from the same G (the statistics of this G forward are not kept).
-    d, updates, skipped = carry
-    fake_i, _ = generate(state.g_params, g_batch_stats, fresh_latents(i))
-    grads, (new_d_stats, *_) = d_gradients(d, fake_i, jax.random.fold_in(d_key, i))
-    d, applied, skip = guarded_update(gan.d_optimizer, gan.d_lr_schedule, state.step,
-                                      train_d, grads, d, new_d_stats)
-    return d, updates + applied, skipped + skip
-
-  if gan.d_steps > 1:  # a loop, not unrolled: compile time does not grow with d_steps
-    d, d_updates, d_skipped = lax.fori_loop(1, gan.d_steps, later_d_update,
-                                            (d, d_updates, d_skipped))
-
-  # --- generator updates, against the updated discriminator ---
-  def g_loss_fn(fake_images, d_batch_stats, key):
-    view_key, dropout_key = jax.random.split(key)
-    logits, d_stats = discriminate(d.params, d_batch_stats, d_view(fake_images, view_key),
-                                   dropout_key)
-    return gan.loss.g_loss(logits), d_stats
-
+  # G, against the updated D.
   g = NetState(state.g_params, state.g_opt_state, state.g_batch_stats)
-  (g_loss, new_d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-      fake, d.batch_stats, g_key)
-  (grads,) = g_pullback(fake_grads)
-  grads = lax.pmean(grads, BATCH_AXIS)
-  metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(grads))
-  g, g_updates, g_skipped = guarded_update(gan.g_optimizer, gan.g_lr_schedule, state.step,
-                                           train_g, grads, g, g_batch_stats)
-  # D's running statistics move with the G step's forwards only while D trains.
+  g_grads, g_loss_value, new_d_stats = g_gradients_by_pullback(gan, d, fake, g_pullback, g_key,
+                                                               step)
+  metrics.update(g_loss=g_loss_value, g_grad_norm=optax.tree.norm(g_grads))
+  g, g_updates, g_skipped = guarded_update(gan.g_optimizer, gan.g_lr_schedule, step, train_g,
+                                           g_grads, g, g_batch_stats)
+  # D's running statistics move with the G updates' forwards only while D trains.
   d_batch_stats = keep_if(train_d, new_d_stats, d.batch_stats)
-
-  def later_g_update(j, carry):
-    # A fresh G forward from the updated G.
-    g, d_batch_stats, updates, skipped = carry
-
-    def loss_fn(g_params):
-      fake_j, g_stats = generate(g_params, g.batch_stats, fresh_latents(gan.d_steps + j))
-      loss, d_stats = g_loss_fn(fake_j, d_batch_stats, jax.random.fold_in(g_key, j))
-      return loss, (g_stats, d_stats)
-
-    (_, (new_g_stats, new_d_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
-    g, applied, skip = guarded_update(gan.g_optimizer, gan.g_lr_schedule, state.step, train_g,
-                                      lax.pmean(grads, BATCH_AXIS), g, new_g_stats)
-    return g, keep_if(train_d, new_d_stats, d_batch_stats), updates + applied, skipped + skip
-
   if gan.g_steps > 1:
-    g, d_batch_stats, g_updates, g_skipped = lax.fori_loop(
-        1, gan.g_steps, later_g_update, (g, d_batch_stats, g_updates, g_skipped))
+    g, d_batch_stats, g_updates, g_skipped = later_g_updates(
+        gan, g, d.params, d_batch_stats, g_updates, g_skipped, real.shape[0], step_key, g_key,
+        step, train_d, train_g)
 
   ema_g_params = state.ema_g_params
   if gan.ema_decay:
-    ema_g_params = ema_update(ema_g_params, g.params, ema_decay_at(gan, state.step))
-
+    ema_g_params = ema_update(ema_g_params, g.params, ema_decay_at(gan, step))
   new_state = state.replace(
-      step=state.step + 1,
+      step=step + 1,
       g_params=g.params, g_batch_stats=g.batch_stats, g_opt_state=g.opt_state,
       d_params=d.params, d_batch_stats=d_batch_stats, d_opt_state=d.opt_state,
       ema_g_params=ema_g_params)

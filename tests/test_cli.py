@@ -1,0 +1,129 @@
+"""The command-line conventions (gan_jax/cli.py): --help exits 0; a user error, one line, exit 1."""
+
+import argparse
+import pathlib
+import re
+import runpy
+import subprocess
+import sys
+
+import pytest
+
+from gan_jax import cli, errors
+from gan_jax.metrics import weights
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# The commands that parse flags with absl (each defines --config, so one process each).
+ABSL_COMMANDS = ("gan_jax.main", "gan_jax.bench", "gan_jax.models")
+
+
+def documented_commands() -> list[str]:
+  """Every `python -m gan_jax.<command>` that README.md and docs/ name."""
+  texts = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+  found = set()
+  for path in texts:
+    found.update(re.findall(r"python -m (gan_jax(?:\.[a-z_]+)+)", path.read_text()))
+  return sorted(found)
+
+
+def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", name, *args], capture_output=True, text=True,
+                        cwd=REPO, timeout=300)
+
+
+def test_the_docs_name_the_commands():
+  commands = documented_commands()
+  assert set(ABSL_COMMANDS) < set(commands)
+  assert {"gan_jax.prepare", "gan_jax.plots", "gan_jax.evaluate"} < set(commands)
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # runpy: imported
+@pytest.mark.parametrize("command", [c for c in documented_commands() if c not in ABSL_COMMANDS])
+def test_argparse_command_help_exits_0(command, monkeypatch, capsys):
+  """As `python -m COMMAND --help` runs it, in this process (one interpreter start saved each)."""
+  monkeypatch.setattr(sys, "argv", [command, "--help"])
+  with pytest.raises(SystemExit) as exit_info:
+    runpy.run_module(command, run_name="__main__", alter_sys=True)
+  assert exit_info.value.code == 0
+  assert capsys.readouterr().out.startswith(f"usage: python -m {command} ")
+
+
+@pytest.mark.parametrize("command", ABSL_COMMANDS)
+def test_absl_command_help_exits_0(command):
+  result = run_module(command, "--help")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "--config" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_absl_command_user_error_is_one_line_and_exit_1():
+  result = run_module("gan_jax.models", "--config", "configs/tiny.py",
+                      "--config.data.resolution=24")
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [
+      "error: data.resolution=24 is not 4 or 9 times a power of two >= 2 "
+      "(use 8, 16, 32, 36, 64, 128, ...)"]
+
+
+def test_argparse_command_user_error_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(sys, "argv", ["gan_jax.plots", str(tmp_path)])
+  with pytest.raises(SystemExit) as exit_info:
+    runpy.run_module("gan_jax.plots", run_name="__main__", alter_sys=True)
+  assert exit_info.value.code == 1
+  assert capsys.readouterr().err.splitlines() == [
+      f"error: {tmp_path} has no metrics.jsonl and no samples/step_*.png; pass the --workdir of "
+      "a training run"]
+
+
+def make_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m gan_jax.example")
+  parser.add_argument("--count", type=cli.positive_int, default=1)
+  parser.add_argument("--seeds", type=cli.int_list, default=[0])
+  return parser
+
+
+def test_run_cli_exit_codes(capsys):
+  def run(args):
+    if args.count == 2:
+      raise errors.DataError("no faces under x; give a folder of images")
+    if args.count == 3:
+      raise OSError("disk full")
+    if args.count == 4:
+      raise RuntimeError("a bug")
+    return 5 if args.count == 5 else None
+
+  parser = make_parser()
+  assert cli.run_cli(parser, run, []) == 0
+  assert cli.run_cli(parser, run, ["--count", "5"]) == 5
+  assert cli.run_cli(parser, run, ["--count", "2"]) == 1
+  assert capsys.readouterr().err == "error: no faces under x; give a folder of images\n"
+  assert cli.run_cli(parser, run, ["--count", "3"], also=(OSError,)) == 1
+  assert capsys.readouterr().err == "error: disk full\n"
+  with pytest.raises(OSError):  # not named as the user's: the traceback stays
+    cli.run_cli(parser, run, ["--count", "3"])
+  with pytest.raises(RuntimeError):
+    cli.run_cli(parser, run, ["--count", "4"])
+  for bad in (["--count", "0"], ["--seeds", "1,x"]):
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own: usage, exit code 2
+      cli.run_cli(parser, run, bad)
+    assert exit_info.value.code == 2
+  assert "usage: python -m gan_jax.example" in capsys.readouterr().err
+
+
+def test_exit_on_user_error(capsys):
+  @cli.exit_on_user_error(KeyError)
+  def main(problem):
+    raise problem
+
+  with pytest.raises(SystemExit) as exit_info:
+    main(errors.ConfigError("--config.train.batch_size=0 must be >= 1"))
+  assert exit_info.value.code == 1
+  assert capsys.readouterr().err == "error: --config.train.batch_size=0 must be >= 1\n"
+  with pytest.raises(SystemExit):
+    main(KeyError("x"))
+  with pytest.raises(ValueError):
+    main(ValueError("a bug"))
+
+
+def test_missing_inception_weights_are_a_user_error():
+  assert weights.WeightsError is errors.WeightsError
+  assert issubclass(weights.WeightsError, errors.UserError)
