@@ -85,7 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.monitor.diversity_fraction = 0.25  # mode collapse: sample diversity below this x real's
   config.monitor.stop_on_collapse = False   # stop training when a detector fires
 
-  # FID during training (gan_jax/periodic_eval.py, docs/evaluation.md); logged as eval/fid.
+  # FID during training (gan_jax/eval/evaluator.py, docs/evaluation.md); logged as eval/fid.
   config.eval = ml_collections.ConfigDict()
   config.eval.every = 0              # evaluate every N steps and at the end (0 = off)
   config.eval.num_samples = 10_000   # generated images per evaluation

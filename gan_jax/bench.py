@@ -18,9 +18,9 @@ state only. Rows per (batch, dtype), one per `--paths` entry:
 
 A dtype `float32/bfloat16` sets train.dtype=float32 and train.conv_dtype=bfloat16
 (the convolutions' operands in bfloat16, summed in float32; the fast CPU mode).
-FLOPs per image are XLA's count for the step lowered for the CPU (`model_flops`;
-the same on every device); MFU divides the achieved FLOP/s by the GPU's
-datasheet peak for the dtype (n/a on a CPU).
+FLOPs per image are XLA's count for the step lowered for the CPU
+(`device_costs.model_flops`; the same on every device); MFU divides the
+achieved FLOP/s by the GPU's datasheet peak for the dtype (n/a on a CPU).
 Images are random uint8 unless --config.data.path names real ones. This module
 imports neither TensorFlow nor clu (the tfdata row imports TensorFlow).
 """
@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator
 from absl import app, flags
 from ml_collections import config_flags
 
-from gan_jax import cli
+from gan_jax import cli, device_costs
 from gan_jax.errors import ConfigError
 from gan_jax.data import loader as data_loader
 
@@ -68,38 +68,6 @@ flags.DEFINE_string("profile", "", "Also record a jax.profiler trace of --steps 
 flags.mark_flag_as_required("config")
 
 PATHS = ("model", "device", "numpy", "tfdata")
-
-# Dense (no sparsity) peak FLOP/s per GPU from NVIDIA's datasheets, first match
-# of device_kind wins: (name, bfloat16, tf32, float32).
-PEAK_FLOPS = (
-    ("H200", 989.4e12, 494.7e12, 66.9e12),
-    ("H100 PCIe", 756.0e12, 378.0e12, 51.2e12),
-    ("H100 NVL", 835.0e12, 417.5e12, 60.0e12),
-    ("H100", 989.4e12, 494.7e12, 66.9e12),  # SXM ("NVIDIA H100 80GB HBM3")
-    ("A100", 312.0e12, 156.0e12, 19.5e12),
-)
-
-
-def peak_flops(device, dtype: str) -> tuple[float | None, str]:
-  """(peak FLOP/s, which peak) of `device` for `dtype`; (None, reason) when unknown.
-
-  float32 convolutions and matmuls run as TF32 on Ampere and later GPUs at
-  JAX's default precision, so float32 rows are held against the TF32 peak,
-  unless jax_default_matmul_precision asks for full float32.
-  """
-  if device.platform != "gpu":
-    return None, f"n/a ({device.platform})"
-  for name, bf16, tf32, fp32 in PEAK_FLOPS:
-    if name in device.device_kind:
-      if dtype == "bfloat16":
-        return bf16, f"{name} bf16"
-      import jax  # pylint: disable=import-outside-toplevel
-      precision = str(jax.config.jax_default_matmul_precision or "default").lower()
-      if precision in ("highest", "float32", "tensorfloat32x3"):
-        return fp32, f"{name} fp32"
-      return tf32, f"{name} tf32"
-  return None, f"n/a (no peak known for {device.device_kind!r})"
-
 
 @dataclasses.dataclass
 class Row:
@@ -142,69 +110,6 @@ def scan_steps(step_fn: Callable, num_steps: int, stacked: bool = False) -> Call
     return state, jax.tree.map(lambda m: m[-1], metrics)
 
   return multi
-
-
-def cost_flops(stage) -> float | None:
-  """FLOPs of one call of a lowered or compiled step, per XLA's cost analysis."""
-  try:
-    cost = stage.cost_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None  # not every backend implements it
-  if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
-    cost = cost[0] if cost else None
-  flops = (cost or {}).get("flops")
-  return float(flops) if flops and flops > 0 else None
-
-
-def model_flops(step_fn: Callable, state, batch_shape, batch_dtype) -> float | None:
-  """FLOPs of one training iteration on one device, counted by XLA on the step lowered
-  for the CPU, before optimisation.
-
-  There DCGAN's convolutions are matrix products (models/fast_conv.py), which XLA
-  counts exactly; a GPU's analysis of the compiled step leaves out the convolutions
-  that cuDNN runs (under 1% of them were left on an H100). Lowering needs no CPU
-  memory: the arguments are shapes only.
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  from gan_jax import parallel  # pylint: disable=import-outside-toplevel
-  try:
-    cpu = jax.devices("cpu")[:1]
-  except RuntimeError:  # JAX_PLATFORMS without cpu
-    return None
-  runner = parallel.DataParallel(step_fn, mesh=parallel.make_mesh(cpu))
-  on_cpu = jax.sharding.NamedSharding(runner.mesh, jax.sharding.PartitionSpec())
-
-  def shape_of(x):
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_cpu)
-
-  args = (jax.tree.map(shape_of, state), jax.ShapeDtypeStruct(batch_shape, batch_dtype,
-                                                               sharding=on_cpu),
-          jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=on_cpu))
-  try:
-    return cost_flops(runner.step.lower(*args))
-  except Exception:  # pylint: disable=broad-except
-    return None
-
-
-def compiled_memory(compiled) -> int | None:
-  """Bytes the compiled program needs on one device: arguments, outputs, temporaries."""
-  try:
-    stats = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if stats is None:
-    return None
-  return int(stats.argument_size_in_bytes + stats.output_size_in_bytes
-             + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
-
-
-def peak_memory(device) -> int | None:
-  """The process's peak bytes on `device` so far (None where the backend keeps no count)."""
-  try:
-    stats = device.memory_stats()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
 def time_calls(call: Callable, state: Any, data: Callable[[], Any], key: Any, calls: int,
@@ -252,7 +157,7 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   step_fn = make_train_step(gan)
   calls = max(1, math.ceil(steps / scan))
   device = devices[0]
-  peak, peak_basis = peak_flops(device, config.train.get("conv_dtype") or config.train.dtype)
+  peak, peak_basis = device_costs.peak_flops(device, config.train.get("conv_dtype") or config.train.dtype)
 
   def fresh_state(runner):  # each runner's step donates the state it is given
     return train.place_state(runner, train.initial_state(gan, config.seed))
@@ -263,10 +168,10 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   model_call = model_runner.step.lower(state, batch_on_device, key).compile()
   # One iteration's FLOPs, all devices together (each device runs batch / n).
   per_device = batch // len(devices)
-  flops = model_flops(step_fn, model_runner.get_state(state), (per_device, *images.shape[1:]),
+  flops = device_costs.model_flops(step_fn, model_runner.get_state(state), (per_device, *images.shape[1:]),
                       images.dtype)
   if flops is None and scan == 1:  # no CPU backend: the compiled step's own count
-    flops = cost_flops(model_call)
+    flops = device_costs.cost_flops(model_call)
   if flops is not None:
     flops *= len(devices)
   flops_per_image = flops / batch if flops else None
@@ -278,8 +183,8 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
                ms_per_step=1e3 * seconds, flops_per_image=flops_per_image,
                tflops_per_s=achieved / 1e12 if achieved else None,
                mfu=achieved / (peak * len(devices)) if achieved and peak else None,
-               peak_basis=peak_basis, compiled_memory_bytes=compiled_memory(compiled),
-               peak_memory_bytes=peak_memory(device))
+               peak_basis=peak_basis, compiled_memory_bytes=device_costs.compiled_memory(compiled),
+               peak_memory_bytes=device_costs.peak_memory(device))
 
   model_row = None
   for path in paths:

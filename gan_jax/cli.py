@@ -75,12 +75,17 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
   same way (ones its libraries raise for bad input).
   """
   args = parser.parse_args(argv)
-  logging.set_verbosity(logging.ERROR)  # Orbax reports every restore at INFO/WARNING.
+  # Orbax reports every restore at INFO/WARNING: quiet while the command runs, and
+  # only then, so a caller in the same process (a test, a notebook) keeps its level.
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
   try:
     code = run(args)
   except (UserError, *also) as error:
     report_error(error)
     return 1
+  finally:
+    logging.set_verbosity(verbosity)
   return 0 if code is None else code
 
 

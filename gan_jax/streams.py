@@ -6,12 +6,12 @@ every draw comes from one of these JAX keys (`key(s)` is `jax.random.key(s)`).
 
   stream                         key                                      where
   G and D init; the run key      split(key(seed), 3) -> (G, D, run)       init_keys: state.py
-  step s: z of its first D and   step_key = fold_in(run, s)               training/step.py
-    G update
-  step s, per device: dropout,   fold_in(step_key, device index), split   training/step.py
+  step s: z of its first D and   step_key = fold_in(run, s); z from       training/step.py,
+    G update                     global_latents                           updates.py
+  step s, per device: dropout,   fold_in(step_key, device index), split   device_key: updates.py
     DiffAugment, instance noise,
     label flips, penalty mixing
-  step s: z of later D/G updates fold_in(step_key, num_devices + update)  training/step.py
+  step s: z of later D/G updates fold_in(step_key, num_devices + update)  extra_latents: updates.py
   order of the examples, epoch e fold_in(key(seed), e)                    epoch_key: pipeline.py
   horizontal flips of step s     fold_in(fold_in(key(seed), FLIP_STREAM), s)
                                                                           flip_key: pipeline.py

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from gan_jax import bench
+from gan_jax import bench, device_costs
 from gan_jax.models import fast_conv
 
 
@@ -97,12 +97,12 @@ def test_bench_imports_neither_tensorflow_nor_clu():
 def test_peak_flops_by_device_kind():
   def gpu(kind):
     return types.SimpleNamespace(platform="gpu", device_kind=kind)
-  assert bench.peak_flops(gpu("NVIDIA H100 80GB HBM3"), "bfloat16") == (989.4e12, "H100 bf16")
-  assert bench.peak_flops(gpu("NVIDIA H100 PCIe"), "float32") == (378.0e12, "H100 PCIe tf32")
-  assert bench.peak_flops(gpu("NVIDIA H200"), "bfloat16")[0] == 989.4e12
-  assert bench.peak_flops(gpu("NVIDIA A100-SXM4-80GB"), "bfloat16")[0] == 312.0e12
-  assert bench.peak_flops(gpu("Some Future GPU"), "bfloat16")[0] is None
-  assert bench.peak_flops(types.SimpleNamespace(platform="cpu", device_kind="cpu"),
+  assert device_costs.peak_flops(gpu("NVIDIA H100 80GB HBM3"), "bfloat16") == (989.4e12, "H100 bf16")
+  assert device_costs.peak_flops(gpu("NVIDIA H100 PCIe"), "float32") == (378.0e12, "H100 PCIe tf32")
+  assert device_costs.peak_flops(gpu("NVIDIA H200"), "bfloat16")[0] == 989.4e12
+  assert device_costs.peak_flops(gpu("NVIDIA A100-SXM4-80GB"), "bfloat16")[0] == 312.0e12
+  assert device_costs.peak_flops(gpu("Some Future GPU"), "bfloat16")[0] is None
+  assert device_costs.peak_flops(types.SimpleNamespace(platform="cpu", device_kind="cpu"),
                           "float32") == (None, "n/a (cpu)")
 
 

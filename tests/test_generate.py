@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gan_jax.explore import generate
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import loader
 from gan_jax.explore import latents as latent_lib
 from gan_jax import errors
 
@@ -53,11 +53,11 @@ def test_latents_are_seeded_per_index():
 
 
 def test_load_reads_only_the_networks(tiny_workdir):
-  model = sampling.load(tiny_workdir)
+  model = loader.load(tiny_workdir)
   assert model.step == 20 and model.latent_dim == 16 and model.resolution == 16
   assert model.state.g_opt_state is None and model.state.d_params is None
   assert "project" in model.state.g_params and "bn0" in model.state.g_batch_stats
-  with_d = sampling.load(tiny_workdir, step=10, discriminator=True)
+  with_d = loader.load(tiny_workdir, step=10, discriminator=True)
   assert with_d.step == 10 and "logit" in with_d.state.d_params
   assert with_d.state.d_opt_state is None
 

@@ -8,13 +8,13 @@ from PIL import Image
 
 from gan_jax.explore import generate
 from gan_jax.explore import nearest
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import loader
 
 
 @pytest.fixture(scope="module")
 def planted_data(tiny_workdir, faces16, tmp_path_factory):
   """Real faces with generated sample 1 of seed 2 planted at index 40: a 'memorised' face."""
-  model = sampling.load(tiny_workdir)
+  model = loader.load(tiny_workdir)
   samples, _ = generate.generate(model, seed=2, num=3)
   data = np.concatenate([faces16[:40], samples[1:2], faces16[40:200]])
   path = tmp_path_factory.mktemp("planted") / "data.npy"

@@ -7,7 +7,7 @@ from PIL import Image
 from gan_jax.explore import generate
 from gan_jax.explore import interpolate
 from gan_jax.explore import project
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import loader
 from gan_jax.explore import latents as latent_lib
 
 
@@ -32,7 +32,7 @@ def test_projects_a_generated_face(tiny_workdir, tmp_path):
 
 
 def test_discriminator_feature_loss_is_deterministic_and_falls(tiny_workdir):
-  model = sampling.load(tiny_workdir, discriminator=True)
+  model = loader.load(tiny_workdir, discriminator=True)
   target = model.generate(latent_lib.latents(9, 1, model.latent_dim))[0]
   result = project.project(model, target, steps=100, restarts=2, feature_loss="discriminator")
   assert result.latent.shape == (16,) and result.image.shape == (16, 16, 3)

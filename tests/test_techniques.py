@@ -315,6 +315,14 @@ def test_incompatible_or_invalid_config_fails_with_the_fix(overrides, message):
     GAN.from_config(make_config(overrides))
 
 
+@pytest.mark.parametrize("cadence", ["log_every", "sample_every", "checkpoint_every"])
+def test_cadence_below_one_is_refused(cadence):
+  config = make_config()
+  config[cadence] = 0
+  with pytest.raises(config_checks.ConfigError, match=f"{cadence}=0 must be >= 1"):
+    GAN.from_config(config)
+
+
 def test_cli_rejects_wgan_gp_with_batch_norm(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "gan_jax.main", "--config", "configs/celeba64.py",

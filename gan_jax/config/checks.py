@@ -62,6 +62,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"train.instance_noise={train.instance_noise} and train.instance_noise_steps="
            f"{train.instance_noise_steps} must be >= 0")
   _require(optimizer.warmup_steps >= 0, f"optim.warmup_steps={optimizer.warmup_steps} must be >= 0")
+  for cadence in ("log_every", "sample_every", "checkpoint_every"):  # every N steps and the last
+    _require(config[cadence] >= 1,
+             f"{cadence}={config[cadence]} must be >= 1 (set it to train.num_steps for the last "
+             "step only)")
   models.check(config)  # model.name, and what its family can build
 
   # Combinations.

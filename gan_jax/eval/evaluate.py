@@ -22,7 +22,6 @@ import json
 import pathlib
 import sys
 
-from absl import logging
 
 from gan_jax import checkpoint
 from gan_jax import cli
@@ -132,7 +131,6 @@ def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
 
 
 def run_checkpoint(args) -> None:
-  logging.set_verbosity(logging.ERROR)  # Orbax reports every restore at INFO/WARNING.
   result, path = evaluate_checkpoint(
       args.workdir, args.step, args.num_samples, args.features, args.data, args.num_real,
       args.batch, args.seed, args.best, args.kid_subsets, args.kid_subset_size,

@@ -5,7 +5,7 @@
 Writes one PNG per image (seed0000_00000.png, ...) and, with --grid, one
 grid.png of them all. Only the generator is read from the checkpoint (its EMA
 weights when the run kept them), never the optimiser state. Image i of
---seed S comes from the latent (S, i) (see gan_jax/sampling.py), so the same
+--seed S comes from the latent (S, i) (see gan_jax/explore/latents.py), so the same
 flags always give byte-identical files, and --num only adds or drops images at
 the end. --truncation t resamples latent components outside [-t, t] (a
 truncated normal): smaller t gives more typical, less varied faces.
@@ -20,14 +20,14 @@ import sys
 import numpy as np
 
 from gan_jax import images as image_lib
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import loader
 from gan_jax.explore import pictures
 from gan_jax.explore import latents as latent_lib
 from gan_jax import errors
 from gan_jax import cli
 
 
-def generate(model: sampling.TrainedGAN, seed: int, num: int, truncation: float | None = None,
+def generate(model: loader.TrainedGAN, seed: int, num: int, truncation: float | None = None,
              batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
   """(uint8 images (num, H, W, 3), their latents (num, latent_dim)) for `seed`."""
   if num < 1:
@@ -41,8 +41,8 @@ def image_name(seed: int, index: int) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-  model = sampling.load(args.workdir, args.step)
-  print(sampling.describe(model, args.workdir))
+  model = loader.load(args.workdir, args.step)
+  print(loader.describe(model, args.workdir))
   images, z = generate(model, args.seed, args.num, args.truncation, args.batch_size)
   out = pathlib.Path(args.out)
   written = []

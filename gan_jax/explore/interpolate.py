@@ -25,7 +25,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from gan_jax import images as image_lib
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import loader
 from gan_jax.explore import pictures
 from gan_jax.explore import latents as latent_lib
 from gan_jax import errors
@@ -34,7 +34,7 @@ from gan_jax import cli
 OUTPUT_KINDS = (".gif", ".mp4", ".png")
 
 
-def keyframes(model: sampling.TrainedGAN, seeds=None, latent_files=None,
+def keyframes(model: loader.TrainedGAN, seeds=None, latent_files=None,
               truncation: float | None = None) -> np.ndarray:
   """(K, latent_dim) keyframe latents from seeds or from .npy files."""
   if (seeds is None) == (latent_files is None):
@@ -44,13 +44,13 @@ def keyframes(model: sampling.TrainedGAN, seeds=None, latent_files=None,
   return latent_lib.load_latents(latent_files, model.latent_dim)
 
 
-def walk_frames(model: sampling.TrainedGAN, keys: np.ndarray, frames: int, method: str,
+def walk_frames(model: loader.TrainedGAN, keys: np.ndarray, frames: int, method: str,
                 batch_size: int = 64) -> np.ndarray:
   """uint8 (F, H, W, 3) frames of the walk through `keys`."""
   return image_lib.to_uint8(model.generate(latent_lib.walk(keys, frames, method), batch_size))
 
 
-def grid_rows(model: sampling.TrainedGAN, keys: np.ndarray, columns: int, method: str,
+def grid_rows(model: loader.TrainedGAN, keys: np.ndarray, columns: int, method: str,
               batch_size: int = 64) -> np.ndarray:
   """uint8 (pairs, columns, H, W, 3): one interpolation per consecutive keyframe pair."""
   z = latent_lib.pair_rows(keys, columns, method)
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> None:
                                 "(a GIF or MP4 walk, or a PNG grid)")
   if kind == ".mp4":
     require_ffmpeg(out)  # before the model is loaded and run
-  model = sampling.load(args.workdir, args.step)
-  print(sampling.describe(model, args.workdir))
+  model = loader.load(args.workdir, args.step)
+  print(loader.describe(model, args.workdir))
   keys = keyframes(model, args.seeds, args.latents, args.truncation)
   if kind == ".png":
     rows = grid_rows(model, keys, args.frames, args.method, args.batch_size)

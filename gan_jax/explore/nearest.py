@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from gan_jax import images as image_lib
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import loader
 from gan_jax.explore.generate import generate
 from gan_jax.explore import pictures
 from gan_jax import errors
@@ -43,7 +43,7 @@ from gan_jax.data import loader as data_loader
 SPACES = ("pixels", "discriminator")
 
 
-def embed(model: sampling.TrainedGAN, images: np.ndarray, space: str, batch_size: int = 256
+def embed(model: loader.TrainedGAN, images: np.ndarray, space: str, batch_size: int = 256
           ) -> np.ndarray:
   """(N, F) float32 vectors whose Euclidean distances are the chosen space's distances."""
   if space == "pixels":
@@ -59,7 +59,7 @@ class Neighbours(NamedTuple):
   baseline: np.ndarray   # (num_baseline,) distances of data images to their nearest *other* image
 
 
-def nearest(model: sampling.TrainedGAN, samples: np.ndarray, data: np.ndarray, k: int,
+def nearest(model: loader.TrainedGAN, samples: np.ndarray, data: np.ndarray, k: int,
             space: str = "pixels", batch_size: int = 256, num_baseline: int = 0,
             seed: int = 0) -> Neighbours:
   """Each sample's k nearest data images, and (for scale) `num_baseline` data-to-data distances.
@@ -95,8 +95,8 @@ def comparison_grid(samples: np.ndarray, data: np.ndarray, indices: np.ndarray, 
 
 
 def run(args: argparse.Namespace) -> None:
-  model = sampling.load(args.workdir, args.step, discriminator=args.space == "discriminator")
-  print(sampling.describe(model, args.workdir))
+  model = loader.load(args.workdir, args.step, discriminator=args.space == "discriminator")
+  print(loader.describe(model, args.workdir))
   config = model.config.data
   data_path = args.data or config.get("path")
   if not data_path:

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from gan_jax import images as image_lib
-from gan_jax.explore import loader as sampling
+from gan_jax.explore import loader
 from gan_jax.explore import pictures
 from gan_jax.explore import latents as latent_lib
 from gan_jax import errors
@@ -65,7 +65,7 @@ def pool2(images: jax.Array) -> jax.Array:
   return images.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
-def discriminator_mse(model: sampling.TrainedGAN, images: jax.Array, target: jax.Array
+def discriminator_mse(model: loader.TrainedGAN, images: jax.Array, target: jax.Array
                       ) -> jax.Array:
   """Per-image mean over D's conv layers of feature MSE / target feature energy."""
   fake_features = model.discriminator_features(images)
@@ -77,7 +77,7 @@ def discriminator_mse(model: sampling.TrainedGAN, images: jax.Array, target: jax
   return jnp.mean(jnp.stack(losses), axis=0)
 
 
-def objective(model: sampling.TrainedGAN, z: jax.Array, target: jax.Array, feature_loss: str,
+def objective(model: loader.TrainedGAN, z: jax.Array, target: jax.Array, feature_loss: str,
               feature_weight: float, latent_weight: float) -> jax.Array:
   """Per-restart loss (R,) of latents z (R, latent_dim) against one target (1, H, W, 3)."""
   images = model.sample(z)
@@ -90,7 +90,7 @@ def objective(model: sampling.TrainedGAN, z: jax.Array, target: jax.Array, featu
   return loss
 
 
-def project(model: sampling.TrainedGAN, target, steps: int = 500, restarts: int = 4,
+def project(model: loader.TrainedGAN, target, steps: int = 500, restarts: int = 4,
             learning_rate: float = 0.1, feature_loss: str = "downsampled",
             feature_weight: float = 1.0, latent_weight: float = 0.01, seed: int = 0
             ) -> Projection:
@@ -139,8 +139,8 @@ def project(model: sampling.TrainedGAN, target, steps: int = 500, restarts: int 
 
 
 def run(args: argparse.Namespace) -> None:
-  model = sampling.load(args.workdir, args.step, discriminator=args.feature_loss == "discriminator")
-  print(sampling.describe(model, args.workdir))
+  model = loader.load(args.workdir, args.step, discriminator=args.feature_loss == "discriminator")
+  print(loader.describe(model, args.workdir))
   crop = args.crop or model.config.data.crop
   target = pictures.load_target(args.image, model.resolution, crop)
   result = project(model, target, args.steps, args.restarts, args.learning_rate,

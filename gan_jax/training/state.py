@@ -2,7 +2,7 @@
 
 Everything that changes during training lives here, so that the train step is a
 pure function of (state, batch, key) and a checkpoint is one save of this tree.
-The models and optimisers themselves (code, not data) live in `train_step.GAN`.
+The models and optimisers themselves (code, not data) live in `gan.GAN`.
 """
 
 from __future__ import annotations
