@@ -14,7 +14,22 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# A persistent XLA compilation cache for this test process (each pytest-xdist
+# worker has its own, removed at exit): many tests build the same programs (the
+# tiny config's step from fresh GAN objects, the same samplers), and a cache hit
+# skips XLA's compile, most of a CPU test's time. Set here, not in the
+# environment, so subprocesses that tests start (several at once in
+# test_distributed) do not share one directory: JAX writes entries unlocked.
+_XLA_CACHE = tempfile.mkdtemp(prefix="gan_jax_test_xla_cache_")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_FACES = REPO_ROOT.parent / "shared" / "data" / "celeba6k"

@@ -309,6 +309,9 @@ def test_instance_noise_anneals_linearly_to_zero():
     ({"data.resolution": 36, "model.d_final_size": 4},
      r"model.d_final_size=4 is not reachable by halving data.resolution=36; use one of its "
      r"halvings, e.g. 9"),
+    ({"model.d_final_size": 3},
+     r"model.d_final_size=3 is not reachable by halving data.resolution=16; use one of its "
+     r"halvings, e.g. 4"),
 ])
 def test_incompatible_or_invalid_config_fails_with_the_fix(overrides, message):
   with pytest.raises(config_checks.ConfigError, match=message):

@@ -48,11 +48,11 @@ def num_upsamplings(resolution: int) -> int:
 def num_downsamplings(resolution: int, final_size: int = 0) -> int:
   """How many times D halves `resolution` to reach `final_size` (0: G's start size)."""
   final, size, steps = final_size or start_size(resolution), resolution, 0
-  while size > final:
-    if size % 2:  # an odd side cannot halve
-      raise ValueError(f"model.d_final_size={final} is not reachable by halving data.resolution="
-                       f"{resolution}; use one of its halvings, e.g. {start_size(resolution)}")
+  while size > final and size % 2 == 0:  # an odd side cannot halve
     size, steps = size // 2, steps + 1
+  if size != final:
+    raise ValueError(f"model.d_final_size={final} is not reachable by halving data.resolution="
+                     f"{resolution}; use one of its halvings, e.g. {start_size(resolution)}")
   return steps
 
 
