@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.resolution = 64
   config.data.crop = "center"        # center | celeba | none
   config.data.limit = 0              # use only the first N images (0 = all)
-  config.data.pipeline = "auto"      # auto | device | tfdata | numpy (see gan_jax/input_pipeline.py)
+  config.data.pipeline = "auto"      # auto | device | tfdata | numpy (see gan_jax/data/pipeline.py)
   config.data.device_budget_mb = 4096  # auto: keep the data on each device if it fits this
   config.data.hflip = False          # mirror a seeded half of each batch
   config.data.cache_dir = ""         # prepared folders; "" = ${GAN_JAX_CACHE:-~/.cache/gan_jax}/prepared
@@ -78,7 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 1000
   config.checkpoint_keep = 3          # keep the last N checkpoints (older ones are deleted)
 
-  # Collapse detectors (gan_jax/collapse.py): a warning line and a TensorBoard scalar each.
+  # Collapse detectors (gan_jax/monitor/collapse.py): a warning line and a TensorBoard scalar each.
   config.monitor = ml_collections.ConfigDict()
   config.monitor.d_fake_threshold = 0.03  # D overpowering: mean D(G(z)) below this ...
   config.monitor.patience = 5             # ... for this many logs in a row while g_loss rises

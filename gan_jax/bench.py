@@ -10,9 +10,9 @@ state only. Rows per (batch, dtype), one per `--paths` entry:
 
 - model:  the same on-device uint8 batch every step (no input pipeline),
 - device: the data set on the device, each step gathering its own batch
-          (`input_pipeline.device_resident_step`, what data.pipeline=device runs),
+          (`data.pipeline.device_resident_step`, what data.pipeline=device runs),
 - numpy:  batches gathered on the host and put on the device two steps ahead
-          (`input_pipeline.host_batches`, what data.pipeline=numpy runs),
+          (`data.pipeline.host_batches`, what data.pipeline=numpy runs),
 - tfdata: the same through tf.data (data.pipeline=tfdata; only when asked for,
           as it needs TensorFlow).
 

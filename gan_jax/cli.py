@@ -67,18 +67,20 @@ def report_error(error: BaseException) -> None:
 
 
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
-            argv: Sequence[str] | None, *, also: ExceptionTypes = ()) -> int:
+            argv: Sequence[str] | None, *, also: ExceptionTypes = (),
+            log_level: int = logging.ERROR) -> int:
   """Parse argv, run, and turn user errors into one line on stderr and exit code 1.
 
   Returns the exit code: `run`'s return value, or 0 when it returns None. `also`
   names exceptions other than `errors.UserError` that this command reports the
-  same way (ones its libraries raise for bad input).
+  same way (ones its libraries raise for bad input). Library log records below
+  `log_level` are not shown while the command runs.
   """
   args = parser.parse_args(argv)
   # Orbax reports every restore at INFO/WARNING: quiet while the command runs, and
   # only then, so a caller in the same process (a test, a notebook) keeps its level.
   verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.ERROR)
+  logging.set_verbosity(log_level)
   try:
     code = run(args)
   except (UserError, *also) as error:

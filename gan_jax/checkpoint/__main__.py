@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 import jax
+from absl import logging
 
 from gan_jax.checkpoint.fallback import DAMAGED_DIR
 from gan_jax.checkpoint.manager import CHECKPOINT_DIR, list_checkpoints, restore_tree
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   printing = commands.add_parser("fingerprint", help="sha256 over every array of a checkpoint")
   printing.add_argument("workdir")
   printing.add_argument("--step", type=int, default=None, help="default: the latest usable")
-  return run_cli(parser, run, argv)
+  # Warnings stay visible: a damaged latest checkpoint is reported as it is skipped.
+  return run_cli(parser, run, argv, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ its dotted name ("train.batch_size"), as the resume policy compares them.
 from __future__ import annotations
 
 import difflib
-import sys
 from typing import Any
 
 import ml_collections
 from absl import app
 from ml_collections.config_flags import config_flags
+
+from gan_jax import cli
 
 
 def flatten_options(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -73,4 +74,5 @@ def parse_flags(argv: list[str]) -> list[str]:
     message = unknown_option_message(config, argv[1:])
     if message is None:  # not an override's fault (e.g. a bug in the config file): keep the trace
       raise
-    sys.exit(f"error: {message}")
+    cli.report_error(message)
+    raise SystemExit(1) from None

@@ -36,9 +36,8 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import cli, streams
-from gan_jax.data import prepare
-from gan_jax.errors import ConfigError, UserError
+from gan_jax import cli, parallel, streams
+from gan_jax.errors import ConfigError, DataError, UserError
 from gan_jax.parallel import BATCH_AXIS
 from gan_jax.data import loader as data_loader
 
@@ -98,7 +97,7 @@ def flip_masks(seed: int, first_step: int, num_steps: int, batch_size: int) -> n
 def check_batch_size(batch_size: int, num_examples: int, process_count: int = 1) -> None:
   """Fail early when the global batch cannot be read from this data set."""
   if batch_size > num_examples:
-    raise prepare.DataError(f"train.batch_size={batch_size} is larger than the data set "
+    raise DataError(f"train.batch_size={batch_size} is larger than the data set "
                             f"({num_examples} images); lower the batch size or add images")
   if batch_size % process_count:
     raise ConfigError(f"train.batch_size={batch_size} is not divisible by the {process_count} "
@@ -186,7 +185,7 @@ def import_tensorflow():
   try:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
   except ImportError as error:
-    raise prepare.DataError("data.pipeline='tfdata' needs tensorflow (pip install tensorflow-cpu); "
+    raise DataError("data.pipeline='tfdata' needs tensorflow (pip install tensorflow-cpu); "
                             "use data.pipeline='device' or 'numpy' without it") from error
   try:
     # JAX owns the accelerators; tf.data only runs on the host CPU.
@@ -300,7 +299,6 @@ def bench(images: np.ndarray, batch_size: int = 128, steps: int = 50,
   Host paths: read, (flip,) copy to the devices. Device path: the jitted
   permutation, gather (and flip) from the device-resident array.
   """
-  from gan_jax import parallel  # pylint: disable=import-outside-toplevel
   runner = parallel.DataParallel(_deliver)
   parallel.check_batch_size(batch_size, runner.num_devices)
   results = {}

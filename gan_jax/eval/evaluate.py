@@ -24,18 +24,16 @@ import sys
 
 
 from gan_jax import checkpoint
-from gan_jax import cli
-from gan_jax.data import prepare
+from gan_jax import cli, streams
 from gan_jax.eval import evaluator as evaluator_lib
 from gan_jax.explore import loader
 from gan_jax.metrics import embedding
 from gan_jax.metrics import fid
 from gan_jax.metrics import weights
 from gan_jax.data import loader as data_loader
+from gan_jax.errors import CheckpointError, ConfigError, DataError
 
 FEATURE_NAMES = {"inception": "Inception pool3 features", "pixels": "pixels"}
-feature_metrics = evaluator_lib.feature_metrics
-one_nn_equal_sets = evaluator_lib.one_nn_equal_sets
 
 
 def print_metrics(metrics: dict[str, float]) -> None:
@@ -50,10 +48,10 @@ def run_fid(args) -> None:
                                   use_cache=not args.no_cache) for path in (args.real, args.fake)]
   for path, stat in zip((args.real, args.fake), stats):
     print(f"{path}: {len(stat.features)} images")
-  metrics = feature_metrics(stats[0], stats[1], args.kid_subsets, args.kid_subset_size,
+  metrics = evaluator_lib.feature_metrics(stats[0], stats[1], args.kid_subsets, args.kid_subset_size,
                             args.precision_recall)
   if args.one_nn:
-    metrics["one_nn_accuracy"], count = one_nn_equal_sets(stats[0].features, stats[1].features)
+    metrics["one_nn_accuracy"], count = evaluator_lib.one_nn_equal_sets(stats[0].features, stats[1].features)
     metrics["one_nn_per_set"] = count
   print_metrics(metrics)
   if args.one_nn:
@@ -73,9 +71,9 @@ def run_embed(args) -> None:
         data_loader.load_image_array(path, args.resolution, crop="none", limit=args.limit))
         for path in (args.real, args.fake))
     if real.shape[1] != fake.shape[1]:
-      raise prepare.DataError(f"pixel embeddings need images of one size, got {real.shape[1]} and "
+      raise DataError(f"pixel embeddings need images of one size, got {real.shape[1]} and "
                               f"{fake.shape[1]} values per image; give --resolution")
-  accuracy, count = one_nn_equal_sets(real, fake)
+  accuracy, count = evaluator_lib.one_nn_equal_sets(real, fake)
   real, fake = real[:count], fake[:count]  # the plots show the sets the test compared
   print(f"1-NN accuracy ({args.features}, {count} + {count}): {accuracy:.4f} "
         "(0.5 = indistinguishable, 1.0 = separable)")
@@ -92,7 +90,7 @@ def run_embed(args) -> None:
 def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
                         num_samples: int = 10_000, features: str = "inception",
                         data: str | None = None, num_real: int | None = None,
-                        batch_size: int = 250, seed: int = evaluator_lib.SAMPLE_SEED,
+                        batch_size: int = 250, seed: int = streams.EVAL_SEED,
                         best: bool = False, kid_subsets: int = 100, kid_subset_size: int = 1000,
                         precision_recall: bool = False, one_nn: bool = False,
                         use_cache: bool = True) -> tuple[dict, pathlib.Path]:
@@ -103,11 +101,11 @@ def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
   """
   evaluator_lib.check_options(num_samples, features)
   if batch_size < 1:
-    raise ValueError(f"--batch={batch_size} must be at least 1")
+    raise ConfigError(f"--batch={batch_size} must be at least 1")
   workdir = pathlib.Path(workdir)
   source = workdir / evaluator_lib.BEST_DIR if best else workdir
   if best and not (source / checkpoint.CHECKPOINT_DIR).is_dir():
-    raise ValueError(f"no best checkpoint in {source}: training keeps one with "
+    raise CheckpointError(f"no best checkpoint in {source}: training keeps one with "
                      "--config.eval.every=N (and eval.keep_best, the default)")
   model = loader.load(source, step)  # a clear error when there is none
   config = model.config
@@ -217,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
   run_parser.add_argument("--features", choices=evaluator_lib.FEATURES, default="inception",
                           help="Inception pool3 (FID) or random pixel projections (cheap, "
                                "not comparable to published numbers)")
-  run_parser.add_argument("--seed", type=int, default=evaluator_lib.SAMPLE_SEED,
+  run_parser.add_argument("--seed", type=int, default=streams.EVAL_SEED,
                           help="latent seed: the images of `generate --seed S`")
   _add_metric_arguments(run_parser)
   run_parser.add_argument("--no_cache", action="store_true",
@@ -226,10 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  # Besides errors.UserError: the metrics' ValueErrors (too few images for KID, precision/recall,
-  # the 1-NN test; bad --batch, no best checkpoint) and a missing checkpoint step.
+  # Besides errors.UserError: the metrics' ValueErrors (too few images for KID,
+  # precision/recall or the 1-NN test).
   return cli.run_cli(build_parser(), lambda args: COMMANDS[args.command](args), argv,
-                     also=(ValueError, FileNotFoundError))
+                     also=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,6 @@ from gan_jax.data import loader as data_loader
 FEATURES = ("inception", "pixels")
 # The run's best checkpoint lives in WORKDIR/BEST_DIR/checkpoints, so it reads like a workdir.
 BEST_DIR = "best"
-# Latent seed of every evaluation: the same images as `generate --seed 0 --num N`.
-SAMPLE_SEED = streams.EVAL_SEED
 # Images projected at once by `pixel_features` (keeps float64 copies small).
 PIXEL_CHUNK = 1024
 
@@ -55,12 +53,12 @@ GenerateFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 def check_options(num_samples: int, features: str, prefix: str = "--") -> None:
-  """Raise ValueError for too few samples or unknown features (`prefix`: how options are named)."""
+  """Raise ConfigError for too few samples or unknown features (`prefix`: how options are named)."""
   if num_samples < 2:
-    raise ValueError(f"{prefix}num_samples={num_samples}: FID and KID need at least 2 generated "
+    raise ConfigError(f"{prefix}num_samples={num_samples}: FID and KID need at least 2 generated "
                      f"images; use 10000 or more for numbers comparable to published ones")
   if features not in FEATURES:
-    raise ValueError(f"{prefix}features={features!r} is unknown; use one of {', '.join(FEATURES)}")
+    raise ConfigError(f"{prefix}features={features!r} is unknown; use one of {', '.join(FEATURES)}")
 
 
 def pixel_features(images: np.ndarray) -> np.ndarray:
@@ -142,14 +140,13 @@ class Evaluator:
   """
 
   def __init__(self, real: fid.Statistics, latents: np.ndarray, features: str, batch_size: int):
-    self.real, self.latents = real, latents
-    self.features, self.batch_size = features, batch_size
+    self.real, self.latents, self.batch_size = real, latents, batch_size
     self._extract = feature_extractor(features, batch_size)
 
   @classmethod
   def for_data(cls, data: ml_collections.ConfigDict, num_samples: int, features: str,
                batch_size: int, latent_dim: int, *, num_real: int | None = None,
-               path: str | None = None, seed: int = SAMPLE_SEED,
+               path: str | None = None, seed: int = streams.EVAL_SEED,
                use_cache: bool = True) -> "Evaluator":
     """Against the faces a run trains on (`data`: its config.data), or those at `path`.
 
@@ -183,8 +180,9 @@ def sampling_state(state: GANState) -> GANState:
   A copy, so the next train step may donate the state's buffers; arrays spread
   over several processes are gathered first.
   """
-  fields = {"g_params": state.g_params, "g_batch_stats": state.g_batch_stats,
-            "ema_g_params": state.ema_g_params}
+  # Only the weights GAN.sample will use: the EMA's when the run keeps one, else G's.
+  weights_field = "g_params" if state.ema_g_params is None else "ema_g_params"
+  fields = {weights_field: getattr(state, weights_field), "g_batch_stats": state.g_batch_stats}
   fields = jax.tree.map(checkpoint.host_array, fields)
   return loader.partial_state(**jax.device_put(fields, jax.local_devices()[0]))
 
@@ -206,10 +204,7 @@ class PeriodicEval:
     self.num_steps = config.train.num_steps
     if not self.every:
       return
-    try:
-      check_options(options.num_samples, options.features, prefix="--config.eval.")
-    except ValueError as error:
-      raise ConfigError(str(error)) from None
+    check_options(options.num_samples, options.features, prefix="--config.eval.")
     if options.every < 0 or options.batch_size < 1:
       raise ConfigError(f"--config.eval.every={options.every} must be >= 0 and "
                         f"--config.eval.batch_size={options.batch_size} >= 1")

@@ -145,6 +145,9 @@ def load(workdir: str | os.PathLike, step: int | None = None, discriminator: boo
     return config, gan, {**absent, **{name: restored[name] for name in wanted}}
 
   try:
+    # The latest step unless asked for another, and only that one: a damaged checkpoint is an
+    # error here, never a quiet switch to an older generator.
+    step = checkpoint.saved_steps(manager, step)[0]
     step, (config, gan, fields) = checkpoint.restore_with_fallback(manager, step, restore_one)
   finally:
     manager.close()

@@ -21,12 +21,12 @@ import tempfile
 
 import numpy as np
 
-from gan_jax.data import prepare
 from gan_jax.metrics import frechet
 from gan_jax.metrics import inception
 from gan_jax.metrics import weights
 from gan_jax.data import decode
 from gan_jax.data import loader as data_loader
+from gan_jax.errors import DataError
 
 # Changes whenever cached statistics would no longer match (network, preprocessing).
 STATS_VERSION = "inception-2015-12-05-pool3-v1"
@@ -124,10 +124,10 @@ def fid_from_statistics(a: Statistics, b: Statistics) -> float:
 
 def _count_images(path: pathlib.Path, limit: int | None) -> int:
   if not path.exists():
-    raise prepare.DataError(f"{path} does not exist; give a folder of images or a uint8 .npy file")
+    raise DataError(f"{path} does not exist; give a folder of images or a uint8 .npy file")
   if path.is_file():
     if path.suffix != ".npy":
-      raise prepare.DataError(f"{path} is a file but not a .npy array; give a folder of images "
+      raise DataError(f"{path} is a file but not a .npy array; give a folder of images "
                               "or a .npy file")
     count = len(np.load(path, mmap_mode="r"))
   else:

@@ -24,6 +24,7 @@ from absl import logging
 
 from gan_jax import cadence
 from gan_jax import images as image_lib
+from gan_jax.errors import NonFiniteLossError
 from gan_jax.monitor import collapse
 from gan_jax.monitor.writer import SAMPLES_DIR, RunWriter
 
@@ -164,7 +165,7 @@ class Monitor:
 
     try:
       collapse.check_finite(step, scalars)  # raises when no step of the interval was finite
-    except collapse.NonFiniteLossError:
+    except NonFiniteLossError:
       self.writer.write_scalars(step, scalars)
       self.close()
       raise
