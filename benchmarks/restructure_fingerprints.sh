@@ -13,5 +13,5 @@ for run in "tiny 60" "celeba32 30"; do
   rm -rf "$workdir"
   python -m gan_jax.main --config "configs/$1.py" --workdir "$workdir" \
       --config.data.path="$faces" --config.train.num_steps="$2" > "$out/$1.log" 2>&1
-  echo "$1 $2 $(python -m gan_jax.checkpoint fingerprint "$workdir" 2>/dev/null)"
+  echo "$1 $2 $(python -m gan_jax.checkpoint fingerprint "$workdir" 2>/dev/null | sed -n 1p)"
 done

@@ -63,6 +63,10 @@ ROWS = (
     Row("lfw36", "configs/lfw36.py", 36, 64, about="9 -> 18 -> 36"),
     Row("faces_folder", "configs/faces_folder.py", 32, 32,
         about="width 32, BN in G only, balance margin 1"),
+    Row("resnet64", "configs/resnet64.py", 64, 64,
+        about="residual G/D, spectral norm, hinge, DiffAugment + hflip + EMA + bf16"),
+    Row("faces32_best", "configs/faces32_best.py", 32, 128,
+        about="celeba32 + DiffAugment + hflip + EMA"),
     Row("faces64_best_r1", "configs/faces64_best.py", 64, 128,
         overrides=("model.d_batch_norm=False", "loss.r1_gamma=0.05", "loss.r1_every=16"),
         about="faces64_best with lazy R1 (gamma 0.05) instead of batch norm in D"),
@@ -90,7 +94,8 @@ def commands(row: Row, args) -> list[list[str]]:
   return [
       [python, "-m", "gan_jax.main", "--config", row.config, "--workdir", workdir,
        f"--config.data.path={args.faces}", f"--config.train.num_steps={steps}",
-       *(f"--config.{o}" for o in row.overrides)],
+       *(f"--config.{o}" for o in row.overrides),
+       *([f"--config.data.holdout={args.holdout}"] if args.holdout else [])],
       [python, "-m", "gan_jax.evaluate", "run", "--workdir", workdir,
        "--num_samples", str(args.num_samples), "--batch", str(args.eval_batch), "--one_nn"],
       [python, "-m", "gan_jax.generate", "--workdir", workdir, "--num", "16", "--columns", "8",
@@ -195,6 +200,9 @@ def main(argv=None) -> int:
   parser.add_argument("--eval_batch", type=int, default=250,
                       help="images per generator / Inception call in the evaluations")
   parser.add_argument("--jobs", type=int, default=3, help="rows run at once")
+  parser.add_argument("--holdout", type=int, default=0,
+                      help="set aside the last N faces (data.holdout): evaluate then also "
+                           "reports FID/KID against them and the real-vs-real floor")
   parser.add_argument("--only", default="", help="comma-separated row names (default: all)")
   parser.add_argument("--deadline_s", type=float, default=0,
                       help="start no row after this many seconds (0: no limit)")

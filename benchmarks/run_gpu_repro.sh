@@ -27,7 +27,8 @@ common=(--config "$config" --config.data.path="$work/faces.npy" --config.train.n
 "$python" -m gan_jax.main "${common[@]}" --workdir "$work/c"  # resumes at steps / 2
 fingerprints=()
 for run in a b c; do
-  fingerprints+=("$("$python" -m gan_jax.checkpoint fingerprint "$work/$run")")
+  report=$("$python" -m gan_jax.checkpoint fingerprint "$work/$run")
+  fingerprints+=("${report%%$'\n'*}")  # the hash line; the rest is the run's run.json
   echo "run $run ($*): ${fingerprints[-1]}"
 done
 [[ "${fingerprints[0]}" == "${fingerprints[1]}" && "${fingerprints[0]}" == "${fingerprints[2]}" ]] \

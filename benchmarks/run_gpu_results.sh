@@ -9,6 +9,7 @@
 #
 # Settings (environment): FACES (a folder of face photos), IMAGES (images seen per run,
 # 512000), NUM_SAMPLES (generated faces per FID, 5000), JOBS (runs sharing the GPU, 4),
+# HOLDOUT (set aside the last N faces and report FID against them too, 0 = off),
 # ONLY (comma-separated row names), DEADLINE_S (start no row after this many seconds),
 # INCEPTION_IMAGES (per timed window, 4000), EVAL_BATCH (250), PROFILE=1 (then also a jax.profiler trace
 # of the celeba64 bf16 batch-128 step:
@@ -39,6 +40,7 @@ status=0
 "$python" benchmarks/results.py --faces "$faces" --out "${RUNS:-runs/results}" \
     --images "${IMAGES:-512000}" --num_samples "${NUM_SAMPLES:-5000}" \
     --eval_batch "${EVAL_BATCH:-250}" --jobs "${JOBS:-4}" --only "${ONLY:-}" \
+    --holdout "${HOLDOUT:-0}" \
     --deadline_s "${DEADLINE_S:-0}" --pack "$out_dir/results.tgz" || status=$?
 
 if [[ "${PROFILE:-0}" == 1 ]]; then

@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.resolution = 64
   config.data.crop = "center"        # center | celeba | none
   config.data.limit = 0              # use only the first N images (0 = all)
+  config.data.holdout = 0            # set the last N images aside, never trained on, for evaluation
   config.data.pipeline = "auto"      # auto | device | tfdata | numpy (see gan_jax/data/pipeline.py)
   config.data.device_budget_mb = 4096  # auto: keep the data on each device if it fits this
   config.data.hflip = False          # mirror a seeded half of each batch
@@ -32,6 +33,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.d_final_size = 0      # D flattens at this side; 0 = G's start size (4, or 9 at 36 px)
   config.model.d_dropout = 0.0
   config.model.d_spectral_norm = False  # spectral norm on every D layer (SNGAN)
+  config.model.e_width = 0           # vaegan: the encoder's first conv channels (0 = width)
+  config.model.feature_block = 2     # vaegan: reconstructions compared in D's k-th last conv block
+  config.model.d_minibatch_std = False  # D sees the std over groups of images (ProGAN/StyleGAN)
+  config.model.d_minibatch_std_group = 4  # images per minibatch-std group
   config.model.conv_impl = "auto"    # auto: stride-2 convs as matrix products on CPU, cuDNN on
                                      # GPU; im2col: matrix products everywhere; im2col_rgb: also
                                      # on GPU for G's last and D's first layer (faster there,
@@ -48,6 +53,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.balance_margin = 0.0  # >0: when |L_G - L_D| >= margin update only the weaker net
   config.train.ema_decay = 0.0       # EMA of G's weights for sampling (0 = off, e.g. 0.999)
   config.train.ema_rampup = False    # decay = min(ema_decay, (1 + step) / (10 + step))
+  config.train.ema_batch_stats = "live"  # batch-norm statistics the EMA samples with: live (G's
+                                     # running ones) | recompute (its own, re-estimated on fixed
+                                     # latents before sampling; gan_jax/training/ema_stats.py)
+  config.train.ema_stats_batches = 8  # recompute: batches of fixed latents ...
+  config.train.ema_stats_batch_size = 0  # ... of this many latents (0 = train.batch_size)
   config.train.instance_noise = 0.0  # std of Gaussian noise on D's inputs, annealed to 0
   config.train.instance_noise_steps = 0  # anneal over this many steps (0 = train.num_steps)
   config.train.deterministic = True  # XLA deterministic GPU ops: same seed -> same weights
@@ -67,9 +77,21 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.gp_weight = 10.0       # WGAN-GP gradient-penalty weight (loss.name=wgan-gp only)
   config.loss.r1_gamma = 0.0         # R1 penalty on reals (0 = off)
   config.loss.r1_every = 1           # lazy R1: apply every N steps, scaled by N
+  config.loss.lecam_weight = 0.0     # LeCam regularisation of D (0 = off, e.g. 0.3)
+  config.loss.lecam_decay = 0.99     # LeCam: decay of the moving averages of D's logits
+  config.loss.bcr_real = 0.0         # balanced consistency (bCR) on reals (0 = off)
+  config.loss.bcr_fake = 0.0         # bCR on fakes (0 = off)
+  config.loss.bcr_augment = "translation"  # bCR's augmentation T (augment.policy names)
+  config.loss.kl_weight = 0.05       # model.name=vaegan: weight of E's KL term (per latent dim)
+  config.loss.recon_weight = 1.0     # model.name=vaegan: gamma, G's weight of the feature-space
+                                     # reconstruction error against its GAN loss
 
   config.augment = ml_collections.ConfigDict()
   config.augment.policy = ""         # DiffAugment for D's inputs, e.g. "color,translation,cutout"
+  config.augment.ada_target = 0.0    # ADA: apply the policy with a probability p tuned so that
+                                     # E[sign(D(reals))] stays near this (0 = off, e.g. 0.6)
+  config.augment.ada_interval = 4    # ADA: adjust p every N steps
+  config.augment.ada_kimg = 500.0    # ADA: p can go from 0 to 1 in this many thousand images
 
   config.parallel = "shard_map"      # shard_map | pmap
   config.num_sample_images = 64      # fixed-noise grid size

@@ -142,8 +142,7 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
 
   from gan_jax import parallel, train  # pylint: disable=import-outside-toplevel
   from gan_jax.data import pipeline as input_pipeline  # pylint: disable=import-outside-toplevel
-  from gan_jax.training.gan import GAN  # pylint: disable=import-outside-toplevel
-  from gan_jax.training.step import make_train_step  # pylint: disable=import-outside-toplevel
+  from gan_jax.training import family  # pylint: disable=import-outside-toplevel
 
   config = config.copy_and_resolve_references()
   config.train.batch_size = batch
@@ -151,10 +150,10 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   if conv_dtype:
     config.train.conv_dtype = conv_dtype
   label = dtype_label(config.train)  # the rows' dtype column
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)  # the GAN, or a family's own bundle (a VAE-GAN's)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(batch, len(devices))
-  step_fn = make_train_step(gan)
+  step_fn = family.make_train_step(gan)
   calls = max(1, math.ceil(steps / scan))
   device = devices[0]
   peak, peak_basis = device_costs.peak_flops(device, config.train.get("conv_dtype") or config.train.dtype)

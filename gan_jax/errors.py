@@ -36,3 +36,7 @@ class DistributedError(UserError):
 
 class WeightsError(UserError):
   """The FID Inception weights are missing or could not be fetched: the message says what to do."""
+
+
+class WorkdirBusyError(UserError):
+  """Another training run holds the --workdir (WORKDIR/run.lock): the message names it."""

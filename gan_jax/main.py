@@ -1,13 +1,16 @@
 """Train a GAN: `python -m gan_jax.main --config configs/ffhq64.py --workdir runs/x`.
 
 Any config option can be overridden, e.g. `--config.train.batch_size=256`.
+The console shows the run's own lines (and a progress bar on a terminal); every
+record, libraries' INFO included, goes to WORKDIR/log.txt; `--verbose` shows
+them all on the console too.
 """
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import cli, distributed, train
+from gan_jax import cli, console, distributed, train
 from gan_jax.config import options
 
 FLAGS = flags.FLAGS
@@ -16,6 +19,8 @@ flags.DEFINE_string("workdir", None, "Directory for samples, logs and checkpoint
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
                                 lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO records (Orbax, JAX, ...) on "
+                  "the console; WORKDIR/log.txt has them either way.")
 # Multi-process runs, one process per host (default: GAN_JAX_* or SLURM variables, else one).
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, reachable by all.")
 flags.DEFINE_integer("num_processes", None, "How many processes (hosts) take part.")
@@ -30,10 +35,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   # Before anything starts a JAX backend: XLA reads its flags only then.
   train.use_deterministic_ops(FLAGS.config)
+  run_console = console.Console(verbose=FLAGS.verbose)  # before anything else logs
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  run_console.log_to_file(FLAGS.workdir, jax.process_index())
   logging.info("%s", distributed.describe())
   if jax.process_index() != 0:
-    logging.set_verbosity(logging.WARNING)  # one log to read; warnings still come from all
+    run_console.show_warnings_only()  # one console to read; warnings still come from all
   logging.info("config:\n%s", FLAGS.config)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -17,8 +17,18 @@ every draw comes from one of these JAX keys (`key(s)` is `jax.random.key(s)`).
                                                                           flip_key: pipeline.py
   the sample grid's latents      fold_in(key(seed), SAMPLE_NOISE_STREAM)  sample_noise_key: train.py
   latent i of `--seed S`         fold_in(key(S), i)                       latent_key: latents.py
+  VAE-GAN: the encoder's init    fold_in(key(seed), ENCODER_STREAM)       encoder_init_key:
+                                                                            training/vaegan.py
+  VAE-GAN step s: the noise of   fold_in(step_key, ENCODER_STREAM), drawn reparameterisation_key:
+    z = mean + sigma * noise       for the global batch (global_latents)    vaegan_step.py
+  step s: ADA's and bCR's        fold_in(step_key, AUGMENT_VIEW_STREAM),  augment_view_key:
+    augmentations (update u: one   fold_in u, split per use; drawn for the    training/
+    more fold_in)                  global batch and sliced                    regularizers.py
   evaluation latents (FID in     latents 0..N-1 of seed EVAL_SEED = 0     eval/evaluator.py
     training, `evaluate run`)      (the images of `generate --seed 0`)
+  latents that re-estimate the   fold_in(key(EVAL_SEED),                  ema_stats_key:
+    EMA generator's batch-norm     EMA_STATS_STREAM): the same for every    training/
+    statistics (ema_batch_stats)   run and every sampling call              ema_stats.py
 
 Known overlaps, kept. Several streams fold small numbers n into the same
 root key(seed), and with JAX's default (partitionable) threefry, split(k, 3)[i]
@@ -28,6 +38,8 @@ is fold_in(k, i), so one root key serves several streams:
   n = 1   D's init key, epoch 1's order, the sample grid's latents, latent 1
   n = 2   the run key (the parent of every step key), epoch 2's order, latent 2
   n >= 3  epoch n's order, latent n
+  n = EMA_STATS_STREAM = 2**30, under key(0) only: the EMA statistics' latents,
+          latent n of seed 0, epoch n of seed 0 (never reached)
 
 The draws differ in kind and shape (initial weights, a permutation, a normal
 matrix), so nothing visibly repeats. Renumbering a stream would change the
@@ -46,12 +58,36 @@ SAMPLE_NOISE_STREAM = 1
 FLIP_STREAM = 2**31 - 2
 # Latent seed of every evaluation: the images of `generate --seed 0 --num N`.
 EVAL_SEED = 0
+# The latents of the EMA generator's re-estimated batch statistics, under key(EVAL_SEED):
+# far above any latent index or epoch, and apart from the 2**31 - k streams.
+EMA_STATS_STREAM = 2**30
+# The VAE-GAN encoder's streams, under key(seed) (its init) and under each step key (the
+# reparameterisation noise): far above any epoch, device index or update number folded there.
+ENCODER_STREAM = 2**31 - 3
+# ADA's and bCR's augmentations under each step key, the same on every device (the
+# DiffAugment of augment.policy without ADA keeps its per-device key).
+AUGMENT_VIEW_STREAM = 2**31 - 4
 
 
 def init_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(G's init key, D's init key, the run key) from the run's `key(seed)`."""
   g_key, d_key, run_key = jax.random.split(key, 3)
   return g_key, d_key, run_key
+
+
+def encoder_init_key(key: jax.Array) -> jax.Array:
+  """The VAE-GAN encoder's init key from the run's `key(seed)` (G's, D's and the run key stay)."""
+  return jax.random.fold_in(key, ENCODER_STREAM)
+
+
+def reparameterisation_key(step_key: jax.Array) -> jax.Array:
+  """The key of a VAE-GAN step's posterior noise; the same on every device."""
+  return jax.random.fold_in(step_key, ENCODER_STREAM)
+
+
+def augment_view_key(step_key: jax.Array) -> jax.Array:
+  """The key of a step's ADA and bCR augmentations; the same on every device."""
+  return jax.random.fold_in(step_key, AUGMENT_VIEW_STREAM)
 
 
 def epoch_key(seed: int, epoch) -> jax.Array:
@@ -72,3 +108,8 @@ def sample_noise_key(seed: int) -> jax.Array:
 def latent_key(seed: int, index) -> jax.Array:
   """The key of latent `index` of `seed` (`generate --seed seed`); traceable in `index`."""
   return jax.random.fold_in(jax.random.key(seed), index)
+
+
+def ema_stats_key() -> jax.Array:
+  """The key of the latents that re-estimate the EMA generator's batch statistics (all runs)."""
+  return jax.random.fold_in(jax.random.key(EVAL_SEED), EMA_STATS_STREAM)

@@ -20,17 +20,20 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import cadence, checkpoint, distributed, parallel, streams
+from gan_jax import (cadence, checkpoint, distributed, parallel, run_record, streams,
+                     workdir_lock)
+from gan_jax import images as image_lib
+from gan_jax.config import no_effect
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.eval.evaluator import PeriodicEval
 from gan_jax.monitor.monitor import Monitor
 from gan_jax.training.gan import GAN
-from gan_jax.training.state import GANState, create_state
-from gan_jax.training.step import make_train_step
+from gan_jax.training import family
+from gan_jax.training.state import GANState
 from gan_jax.data import loader as data_loader
 
 # Compiled once per GAN (a frozen dataclass, hashed as a static argument).
-_create_state = jax.jit(create_state, static_argnums=0)
+_create_state = jax.jit(family.create_state, static_argnums=0)
 
 
 def fixed_sample_noise(config: ml_collections.ConfigDict) -> jax.Array:
@@ -86,7 +89,8 @@ def load_faces(config: ml_collections.ConfigDict) -> tuple[np.ndarray, str]:
   """The run's uint8 faces and the input path that feeds them: 'device', 'tfdata' or 'numpy'."""
   # A raw image folder is prepared once into the cache; the array is memory-mapped.
   faces = data_loader.training_images(config.data.path, config.data.resolution, config.data.crop,
-                                  config.data.cache_dir, limit=config.data.limit or None)
+                                  config.data.cache_dir, limit=config.data.limit or None,
+                                  holdout=config.data.get("holdout", 0))
   input_pipeline.check_batch_size(config.train.batch_size, len(faces), jax.process_count())
   pipeline = input_pipeline.choose_pipeline(config.data.pipeline, faces,
                                             config.data.device_budget_mb)
@@ -98,7 +102,7 @@ def load_faces(config: ml_collections.ConfigDict) -> tuple[np.ndarray, str]:
 def make_runner(gan: GAN, config: ml_collections.ConfigDict, pipeline: str,
                 num_examples: int) -> parallel.DataParallel:
   """The train step on every device; on the device path it gathers its own batch."""
-  step_fn = make_train_step(gan)
+  step_fn = family.make_train_step(gan)  # the family's own step (a VAE-GAN's: vaegan_step)
   if pipeline == "device":
     # The data set sits on every device; each step gathers its own batch there.
     step_fn = input_pipeline.device_resident_step(step_fn, num_examples, config.seed,
@@ -150,8 +154,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   """Train the GAN that `config` describes; samples, logs, plots and checkpoints go to workdir."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  # One run per workdir: a second stops here, naming the first (workdir_lock.py); run.json
+  # gets what this start runs (run_record.py). The lock is released however training ends.
+  with workdir_lock.hold(workdir):
+    run_record.append(workdir, config)
+    return _train(config, workdir)
 
-  gan = GAN.from_config(config)
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> GANState:
+  """train_and_evaluate's body, run while this run holds the workdir."""
+  gan = family.bundle(config)  # GAN, or the family's own bundle (VAEGAN)
+  for line in no_effect.option_warnings(config):  # options the rest of the config makes inert
+    logging.warning("%s", line)
   # Before any data is read or anything compiled; pmap splits over all processes' devices too.
   parallel.check_batch_size(config.train.batch_size, jax.device_count())
   faces, pipeline = load_faces(config)
@@ -162,6 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
   state, run_key = place_state(runner, state)
 
   sample_noise, sample_fn = fixed_sample_noise(config), jax.jit(gan.sample)
+  reconstruct_fn = jax.jit(gan.reconstruct) if hasattr(gan, "reconstruct") else None
+  sample_faces = faces[:config.num_sample_images]
   steps_per_epoch = input_pipeline.steps_per_epoch(len(faces), config.train.batch_size)
   monitor = Monitor(config, workdir, fetch=runner.get_metrics,
                     real_images=faces[:config.num_sample_images],
@@ -176,6 +192,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     monitor.step(step, metrics, state)  # averages on device; fetches only at log steps
     if cadence.is_due(step, config.sample_every, num_steps):
       monitor.samples(step, sample_fn(runner.get_state(state), sample_noise))
+      if reconstruct_fn is not None:  # a VAE-GAN: the fixed real faces and their reconstructions
+        monitor.reconstructions(step, sample_faces, reconstruct_fn(
+            runner.get_state(state), image_lib.to_float(sample_faces)))
     if evaluator.is_eval_step(step):
       evaluator.evaluate(step, runner.get_state(state))
     stopping = stop.requested

@@ -42,6 +42,33 @@ def test_d_overpowering_needs_patience_and_a_rising_g_loss():
       (0.01, 8.0), (0.01, 7.0), (0.01, 6.0), (0.01, 5.0))))
 
 
+@pytest.mark.parametrize("loss", ["lsgan", "hinge"])
+def test_d_overpowering_reads_the_share_of_fakes_passing_for_lsgan_and_hinge(loss):
+  detector = collapse.DOverpowering(threshold=0.03, patience=3, loss_name=loss)
+  assert "share of fakes D classifies as real" in detector.describe()
+  # LSGAN's g_loss saturates near 0.5 once D outputs ~0 on fakes: one warning, lasting.
+  stream = [(0.90, 0.30), (1.0, 0.45), (0.99, 0.50), (1.0, 0.50), (1.0, 0.49), (1.0, 0.50)]
+  warnings = [detector.update(step, {"d_fake_acc": acc, "g_loss": g_loss})
+              for step, (acc, g_loss) in enumerate(stream, start=1)]
+  assert warnings[:3] == [None, None, None]
+  assert "step 4: discriminator overpowering" in warnings[3]
+  assert ("label smoothing" in warnings[3]) == (loss == "lsgan")  # hinge has no labels
+  assert warnings[4:] == [None, None] and detector.active
+  assert detector.update(7, {"d_fake_acc": 0.8, "g_loss": 0.4}) is None and not detector.active
+
+
+def test_d_overpowering_is_off_for_wgan_gp_and_at_threshold_0():
+  wgan = collapse.DOverpowering(threshold=0.03, patience=1, loss_name="wgan-gp")
+  assert not wgan.enabled and "off for loss.name=wgan-gp" in wgan.describe()
+  assert wgan.update(1, {"d_fake_acc": 1.0, "g_loss": 9.0}) is None and not wgan.active
+  off = collapse.DOverpowering(threshold=0.0, patience=1, loss_name="ns")
+  assert not off.enabled and "off (monitor.d_fake_threshold=0)" in off.describe()
+  assert off.update(1, {"d_fake": 0.0, "g_loss": 9.0}) is None
+  assert "mean D(G(z)) < 0.03" in collapse.DOverpowering(0.03, 5, "minimax").describe()
+  # A step that logs another loss's metrics is not judged (and does not stop the run).
+  assert collapse.DOverpowering(0.03, 1, "lsgan").update(1, {"d_fake": 0.0, "g_loss": 9.0}) is None
+
+
 def test_mode_collapse_arms_once_samples_were_diverse():
   detector = collapse.ModeCollapse(fraction=0.25, data_diversity=20.0)
   # A new generator's near-identical samples are no collapse.
@@ -49,6 +76,7 @@ def test_mode_collapse_arms_once_samples_were_diverse():
   assert detector.update(200, 10.0) is None  # ratio 0.5: armed
   warning = detector.update(300, 2.0)
   assert "step 300: mode collapse" in warning and "0.10 times as diverse" in warning
+  assert "--config.model.d_minibatch_std=True" in warning
   assert detector.active and detector.update(400, 2.0) is None
   assert detector.update(500, 12.0) is None and not detector.active
 
@@ -92,3 +120,28 @@ def test_overpowered_discriminator_is_detected_and_stops_training(faces_dir, tmp
   assert fired and fired[0]["d_fake"] < config.monitor.d_fake_threshold
   assert records[-1]["step"] == fired[0]["step"] < config.train.num_steps  # stopped right there
   assert (tmp_path / "plots" / "losses.png").is_file()  # the plots still get drawn
+
+
+def test_overpowered_least_squares_discriminator_is_detected(faces_dir, tmp_path, caplog):
+  """loss.name=lsgan with D's learning rate x20 and G's x0.05: D rejects every fake within
+  ~15 steps and the detector, reading D's accuracy on fakes, stops the run."""
+  config = tiny.get_config()
+  config.loss.name = "lsgan"
+  config.data.path, config.data.limit = str(faces_dir), 256
+  config.optim.d_lr, config.optim.g_lr = 20 * config.optim.d_lr, 0.05 * config.optim.g_lr
+  config.train.num_steps, config.log_every, config.sample_every = 60, 5, 1000
+  config.checkpoint_every = 1000
+  config.monitor.stop_on_collapse = True
+  train.train_and_evaluate(config, str(tmp_path))
+
+  assert "discriminator overpowering the generator: share of fakes D classifies as real" in (
+      caplog.text)
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  logged = [r for r in records if "g_loss" in r]
+  print("LSGAN log lines (step, d_fake_acc, d_fake_logit, g_loss):",
+        [(r["step"], r["d_fake_acc"], round(r["d_fake_logit"], 3), round(r["g_loss"], 3))
+         for r in logged])
+  assert "d_fake" not in logged[0] and "d_real" not in logged[0]  # no probabilities for LSGAN
+  fired = [r for r in logged if r.get("collapse/d_overpowering")]
+  assert fired and fired[0]["d_fake_acc"] > 1 - config.monitor.d_fake_threshold
+  assert records[-1]["step"] == fired[0]["step"] < config.train.num_steps

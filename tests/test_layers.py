@@ -31,8 +31,10 @@ class Rule:
 
 
 # A prefix covers the module of that name and every module below it.
-STEP = ("gan_jax.training.step", "gan_jax.training.updates")
-INFRASTRUCTURE = ("gan_jax.parallel", "gan_jax.distributed", "gan_jax.data", "gan_jax.monitor")
+STEP = ("gan_jax.training.step", "gan_jax.training.updates", "gan_jax.training.regularizers",
+        "gan_jax.training.vaegan_step")
+INFRASTRUCTURE = ("gan_jax.parallel", "gan_jax.distributed", "gan_jax.data", "gan_jax.monitor",
+                  "gan_jax.workdir_lock", "gan_jax.run_record")
 RULES = (
     Rule("the error module is the leaf every layer imports", ("gan_jax.errors",),
          forbidden=("gan_jax",)),

@@ -74,3 +74,20 @@ def test_cli_explains_an_empty_workdir(tmp_path, capsys):
     plots.main([])
   assert exit_info.value.code == 2
   assert "usage: python -m gan_jax.plots [-h] WORKDIR" in capsys.readouterr().err
+
+
+def test_d_plots_follow_the_losses_metric_names(tmp_path, monkeypatch):
+  """Probabilities for BCE runs, raw outputs otherwise; accuracies whenever they were logged."""
+  drawn = {}
+  monkeypatch.setattr(plots, "plot_curves", lambda path, records, names, title, ylabel, **kw:
+                      drawn.setdefault(path.name, (sorted(names), ylabel)) and path)
+  raw = [{"step": s, "d_real_logit": 0.6, "d_fake_logit": 0.2, "d_real_acc": 0.7,
+          "d_fake_acc": 0.8} for s in (5, 10)]
+  plots.d_plots(tmp_path, raw)
+  assert drawn == {
+      "d_scores.png": (["d_fake_logit", "d_real_logit"], "mean D output"),
+      "d_accuracy.png": (["d_fake_acc", "d_real_acc"], "share classified correctly")}
+  drawn.clear()
+  bce = [{"step": 5, "d_real": 0.6, "d_fake": 0.3}]  # a run logged before the accuracies
+  assert [p.name for p in plots.d_plots(tmp_path, bce)] == ["d_scores.png"]
+  assert drawn["d_scores.png"] == (["d_fake", "d_real"], "mean D output (probability real)")

@@ -15,26 +15,37 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax.training.state import GANState, create_state
+from gan_jax.training import family
+from gan_jax.training.state import GANState
+
+
+# State fields left out of the tree while they are None (their technique is off), so that
+# checkpoints written before they existed have the same tree.
+OPTIONAL_FIELDS = ("ada", "lecam")
+
+
+def _fields(state: GANState) -> dict[str, Any]:
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if not (f.name in OPTIONAL_FIELDS and getattr(state, f.name) is None)}
 
 
 def state_to_tree(state: GANState) -> dict[str, Any]:
   """GANState as a plain dict of arrays (typed key -> uint32 key data)."""
-  tree = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+  tree = _fields(state)
   tree["key"] = jax.random.key_data(state.key)
   return tree
 
 
 def tree_to_state(tree: dict[str, Any]) -> GANState:
   """The inverse of `state_to_tree`."""
-  tree = dict(tree)
+  tree = {**dict.fromkeys(OPTIONAL_FIELDS), **tree}
   tree["key"] = jax.random.wrap_key_data(tree["key"])
-  return GANState(**tree)
+  return family.state_class(tree)(**tree)  # GANState, or a family's own (VAEGANState)
 
 
 def state_to_tree_abstract(abstract_state: GANState) -> dict[str, Any]:
   """The abstract counterpart of `state_to_tree` (key -> uint32 key-data struct)."""
-  tree = {f.name: getattr(abstract_state, f.name) for f in dataclasses.fields(abstract_state)}
+  tree = _fields(abstract_state)
   key = abstract_state.key
   key_data = jax.eval_shape(jax.random.key_data, key)
   tree["key"] = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype,
@@ -44,7 +55,7 @@ def state_to_tree_abstract(abstract_state: GANState) -> dict[str, Any]:
 
 def abstract_state(gan, config: ml_collections.ConfigDict, sharding=None) -> GANState:
   """Shapes and dtypes of the state `create_state` makes, placed on `sharding`."""
-  shapes = jax.eval_shape(lambda key: create_state(gan, key), jax.random.key(config.seed))
+  shapes = jax.eval_shape(lambda key: family.create_state(gan, key), jax.random.key(config.seed))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 

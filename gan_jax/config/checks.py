@@ -12,6 +12,7 @@ from __future__ import annotations
 import ml_collections
 
 from gan_jax.training import augment
+from gan_jax.training import ema_stats
 from gan_jax.training import losses
 from gan_jax.training import optim
 from gan_jax import models
@@ -41,6 +42,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"unknown optim.schedule {optimizer.schedule!r}; use one of {', '.join(optim.SCHEDULES)}")
   try:
     augment.parse_policy(config.augment.policy)
+    bcr_policy = augment.parse_policy(loss.bcr_augment)
   except ValueError as error:  # an unknown augmentation name
     raise ConfigError(str(error)) from None
 
@@ -52,12 +54,30 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(loss.gp_weight >= 0, f"loss.gp_weight={loss.gp_weight} must be >= 0")
   _require(loss.r1_gamma >= 0, f"loss.r1_gamma={loss.r1_gamma} must be >= 0 (0 = off)")
   _require(loss.r1_every >= 1, f"loss.r1_every={loss.r1_every} must be >= 1 (1 = every step)")
+  ada = config.augment
+  _require(0.0 <= ada.ada_target < 1.0,
+           f"augment.ada_target={ada.ada_target} must be in [0, 1) (0 = off, e.g. 0.6)")
+  _require(ada.ada_interval >= 1, f"augment.ada_interval={ada.ada_interval} must be >= 1 (e.g. 4)")
+  _require(ada.ada_kimg > 0, f"augment.ada_kimg={ada.ada_kimg} must be > 0 (e.g. 500)")
+  _require(loss.lecam_weight >= 0, f"loss.lecam_weight={loss.lecam_weight} must be >= 0 (0 = off)")
+  _require(0.0 <= loss.lecam_decay < 1.0,
+           f"loss.lecam_decay={loss.lecam_decay} must be in [0, 1) (e.g. 0.99)")
+  _require(loss.bcr_real >= 0 and loss.bcr_fake >= 0,
+           f"loss.bcr_real={loss.bcr_real} and loss.bcr_fake={loss.bcr_fake} must be >= 0 "
+           "(0 = off)")
   _require(train.d_steps >= 1 and train.g_steps >= 1,
            f"train.d_steps={train.d_steps} and train.g_steps={train.g_steps} must both be >= 1")
   _require(train.balance_margin >= 0,
            f"train.balance_margin={train.balance_margin} must be >= 0 (0 = off)")
   _require(0.0 <= train.ema_decay < 1.0,
            f"train.ema_decay={train.ema_decay} must be in [0, 1) (0 = off, e.g. 0.999)")
+  _require(train.get("ema_batch_stats", "live") in ema_stats.MODES,
+           f"unknown train.ema_batch_stats {train.get('ema_batch_stats')!r}; use one of "
+           f"{', '.join(ema_stats.MODES)}")
+  _require(train.get("ema_stats_batches", 8) >= 1 and train.get("ema_stats_batch_size", 0) >= 0,
+           f"train.ema_stats_batches={train.get('ema_stats_batches')} must be >= 1 and "
+           f"train.ema_stats_batch_size={train.get('ema_stats_batch_size')} >= 0 "
+           "(0 = train.batch_size)")
   _require(train.instance_noise >= 0 and train.instance_noise_steps >= 0,
            f"train.instance_noise={train.instance_noise} and train.instance_noise_steps="
            f"{train.instance_noise_steps} must be >= 0")
@@ -74,6 +94,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f"label smoothing/flipping needs labels, which loss.name={loss.name} does not have; "
              "set --config.loss.real_label=1.0 --config.loss.flip_prob=0.0, or use loss.name "
              "ns, minimax or lsgan")
+  _require(not (ada.ada_target > 0 and not augment.parse_policy(config.augment.policy)),
+           "augment.ada_target > 0 tunes how often augment.policy applies, which is empty; set "
+           "--config.augment.policy=color,translation,cutout (or --config.augment.ada_target=0)")
+  _require(not ((loss.bcr_real > 0 or loss.bcr_fake > 0) and not bcr_policy),
+           "loss.bcr_real/bcr_fake > 0 need an augmentation in loss.bcr_augment; set "
+           "--config.loss.bcr_augment=translation")
+  _require(not (model.name == "vaegan" and (ada.ada_target > 0 or loss.lecam_weight > 0
+                                            or loss.bcr_real > 0 or loss.bcr_fake > 0)),
+           "augment.ada_target, loss.lecam_weight and loss.bcr_* work in the GAN step only, not "
+           "model.name=vaegan's; set them to 0")
   # Gradient penalties are per-example gradients of D; batch norm mixes the
   # examples of a batch, so the penalty would constrain the wrong function.
   _require(not (loss.name == "wgan-gp" and model.d_batch_norm),

@@ -27,7 +27,8 @@ from gan_jax.errors import CheckpointError
 # trailing "." here.
 RESUMABLE_CHANGES = frozenset({
     "train.num_steps", "train.deterministic", "checkpoint_keep", "parallel", "model.conv_impl",
-    "train.conv_dtype",
+    "train.conv_dtype", "train.ema_batch_stats", "train.ema_stats_batches",
+    "train.ema_stats_batch_size",
     "num_sample_images", "data.path", "data.pipeline", "data.device_budget_mb",
     "data.cache_dir", "monitor.", "eval.",
 })

@@ -4,10 +4,16 @@ A path is a prepared directory (images.npy + metadata.json), a uint8 .npy
 file, or a raw folder of images. Training (`training_images`) prepares a raw
 folder once into a cache and memory-maps it; the evaluation and exploration
 commands (`load_image_array`) decode a folder in memory, caching nothing.
+
+Held-out faces (`data_split`): `data.holdout = N` sets the last N images of
+the array aside before `data.limit` applies to the rest, so data.holdout=1000
+on 6,000 faces trains on exactly the array data.limit=5000 gives. A directory
+prepared with `--holdout N` holds them apart already (heldout.npy).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import warnings
@@ -16,7 +22,7 @@ import numpy as np
 
 from gan_jax.data import decode
 from gan_jax.data import prepare
-from gan_jax.errors import DataError
+from gan_jax.errors import ConfigError, DataError
 
 
 # What a user who gave a bad path can do, by the command that read it.
@@ -50,28 +56,83 @@ def ready_array(path: pathlib.Path, resolution: int | None, hint: str
   return None, {}
 
 
-def training_images(path: os.PathLike | str, resolution: int | None, crop: str = "center",
-                    cache_dir: os.PathLike | str | None = None, limit: int | None = None,
-                    progress: bool | None = None) -> np.ndarray:
-  """The uint8 (N, resolution, resolution, 3) array that `data.path` names, memory-mapped.
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """A data path's faces: those a run trains on and those it never sees.
 
-  `path` is a prepared directory (images.npy + metadata.json), a uint8 .npy
-  file, or a raw folder of images, which is prepared into `cache_dir` (default
-  `prepare.default_cache_dir()`) on first use and reused afterwards.
+  Both arrays are memory-mapped slices of .npy files; the files and offsets
+  say where, so features of either can be cached by file (metrics/fid.py).
+  """
+  training: np.ndarray  # uint8 (N, H, W, 3): what training reads (data.limit applied)
+  heldout: np.ndarray | None  # the held-out faces; None when the data sets none aside
+  training_file: str | None  # the .npy whose first len(training) images are `training`
+  heldout_file: str | None = None  # the .npy holding `heldout` ...
+  heldout_start: int = 0  # ... from this image on
+
+
+def _file_of(images: np.ndarray) -> str | None:
+  """The .npy file a memory-mapped array reads (None for an array in memory)."""
+  filename = getattr(images, "filename", None)
+  return str(filename) if filename else None
+
+
+def split_holdout(images: np.ndarray, holdout: int, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+  """(the first N - holdout images, the last holdout ones or None); refuses holdout >= N."""
+  if holdout < 0:
+    raise ConfigError(f"data.holdout={holdout} must be >= 0 (0 sets no faces aside)")
+  if holdout >= len(images):
+    raise ConfigError(f"data.holdout={holdout} would set aside all {len(images)} images of {name}; "
+                      f"use fewer than {len(images)} (--config.data.holdout)")
+  if not holdout:
+    return images, None
+  return images[:len(images) - holdout], images[len(images) - holdout:]
+
+
+def data_split(path: os.PathLike | str, resolution: int | None, crop: str = "center",
+               cache_dir: os.PathLike | str | None = None, limit: int | None = None,
+               holdout: int = 0, progress: bool | None = None) -> Split:
+  """The training and held-out faces that `data.path` names, memory-mapped.
+
+  `path` is a prepared directory (images.npy + metadata.json, and
+  heldout.npy when prepared with --holdout), a uint8 .npy file, or a raw
+  folder of images, which is prepared into `cache_dir` (default
+  `prepare.default_cache_dir()`) on first use and reused afterwards. The
+  last `holdout` images are set aside first; `limit` then takes the first
+  images of the rest.
   """
   if not str(path):
     raise DataError(f"data.path is empty; {TRAINING_HINT}")
   path = pathlib.Path(path).expanduser()
-  images, metadata = ready_array(path, resolution, TRAINING_HINT)
+  heldout = None
+  if path.is_dir() and prepare.is_prepared(path):
+    prepared = prepare.open_prepared(path, resolution)
+    images, metadata, heldout = prepared.images, prepared.metadata, prepared.heldout
+  else:
+    images, metadata = ready_array(path, resolution, TRAINING_HINT)
   if images is not None:
     if metadata.get("crop", crop) != crop:
       warnings.warn(f"{path} was prepared with crop {metadata['crop']!r}, not data.crop={crop!r}; "
-                    "using it as prepared", stacklevel=2)
+                    "using it as prepared", stacklevel=3)
   elif resolution is None:
     raise DataError(f"{path} is a folder of images; give a resolution to prepare it at")
   else:
     images = prepare.cached_prepare(path, resolution, crop, cache_dir, progress).images
-  return images if not limit else images[:limit]
+  file = _file_of(images)
+  if heldout is not None:
+    if holdout:
+      raise ConfigError(f"{path} already holds {len(heldout)} held-out faces "
+                        f"({prepare.HELDOUT_FILE}); leave data.holdout at 0 to use them")
+    return Split(images[:limit] if limit else images, heldout, file, _file_of(heldout), 0)
+  training, heldout = split_holdout(images, holdout, str(path))
+  return Split(training[:limit] if limit else training, heldout, file,
+               file if heldout is not None else None, len(training))
+
+
+def training_images(path: os.PathLike | str, resolution: int | None, crop: str = "center",
+                    cache_dir: os.PathLike | str | None = None, limit: int | None = None,
+                    progress: bool | None = None, holdout: int = 0) -> np.ndarray:
+  """The uint8 (N, resolution, resolution, 3) array training reads: `data_split(...).training`."""
+  return data_split(path, resolution, crop, cache_dir, limit, holdout, progress).training
 
 
 def load_image_array(path: os.PathLike | str, resolution: int | None, crop: str = "center",

@@ -7,6 +7,9 @@ count, resolution, crop, resize filter, skipped files with reasons, sha256 of
 the array). Sources: `folder:DIR` (nested folders walked, non-image files
 ignored), `npy:FILE` (a uint8 array of any size) and `tfds:NAME` (e.g.
 `tfds:celeb_a`, `tfds:lfw`, read with `tfds.load(..., data_dir=--tfds_data_dir)`).
+With `--holdout N` the last N decoded images go to OUT/heldout.npy instead
+(described under "heldout" in metadata.json): training on OUT never sees
+them, and evaluation compares with them (docs/evaluation.md).
 
 Every image is decoded, turned upright (EXIF orientation), made RGB (gray,
 palette, CMYK; transparency is laid on white), cropped and resized with an
@@ -44,6 +47,7 @@ from gan_jax.errors import DataError
 
 SOURCE_KINDS = ("folder", "npy", "tfds")
 ARRAY_FILE = "images.npy"
+HELDOUT_FILE = "heldout.npy"  # the last --holdout images, never trained on
 METADATA_FILE = "metadata.json"
 # Bump when the decoded pixels would change, so cached arrays are made again.
 PREPARE_VERSION = 1
@@ -56,6 +60,7 @@ class Prepared:
   images: np.ndarray  # uint8 (N, H, W, 3), memory-mapped read-only
   metadata: dict
   directory: pathlib.Path
+  heldout: np.ndarray | None = None  # OUT/heldout.npy of --holdout N; None without
 
 
 # --- folders, arrays and tfds -------------------------------------------------------------------
@@ -131,15 +136,42 @@ def _write_json(path: pathlib.Path, data: dict) -> None:
     tmp.unlink(missing_ok=True)
 
 
+def _copy_to_npy(raw, path: pathlib.Path, shape: tuple[int, ...]) -> str:
+  """Write the next prod(shape) bytes of the open file `raw` as a uint8 .npy; their sha256."""
+  digest, left = hashlib.sha256(), int(np.prod(shape))
+  with open(path, "wb") as npy:
+    np.lib.format.write_array_header_1_0(
+        npy, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+              "fortran_order": False, "shape": shape})
+    while left:
+      data = raw.read(min(left, 1 << 24))
+      npy.write(data)
+      digest.update(data)
+      left -= len(data)
+  return digest.hexdigest()
+
+
+def _check_holdout(holdout: int, count: int | None, what: str) -> None:
+  """Refuse a negative --holdout, or one that leaves nothing to train on."""
+  if holdout < 0:
+    raise DataError(f"--holdout {holdout} must be >= 0 (0 sets no faces aside)")
+  if holdout and count is not None and holdout >= count:
+    raise DataError(f"--holdout {holdout} would set aside all {count} images {what}; "
+                    f"give fewer than {count}")
+
+
 def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int | None,
                     resolution: int, metadata: dict, nothing_left: str,
-                    progress: bool | None) -> Prepared:
-  """Stream decoded images into out_dir/images.npy and write metadata.json last."""
+                    progress: bool | None, holdout: int = 0) -> Prepared:
+  """Stream decoded images into out_dir/images.npy (and the last `holdout` into
+  heldout.npy) and write metadata.json last."""
+  _check_holdout(holdout, total, "of the source")  # before decoding, when the count is known
   out_dir.mkdir(parents=True, exist_ok=True)
   raw_path = _temp_path(out_dir, "images.raw")
   npy_path = _temp_path(out_dir, ARRAY_FILE)
+  heldout_path = _temp_path(out_dir, HELDOUT_FILE)
   try:
-    digest, count, frame_shape, skipped, small = hashlib.sha256(), 0, None, [], []
+    count, frame_shape, skipped, small = 0, None, [], []
     # Pixels go to a raw file first: how many images decode is known only at the end.
     bar = tqdm(results, total=total, desc="prepare", unit="img",
                disable=None if progress is None else not progress)  # None: only on a terminal
@@ -149,23 +181,23 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
           skipped.append({"file": name, "reason": reason})
           continue
         frame_shape = frame_shape or pixels.shape
-        data = np.ascontiguousarray(pixels).tobytes()
-        raw.write(data)
-        digest.update(data)
+        raw.write(np.ascontiguousarray(pixels).tobytes())
         count += 1
         if min(cropped_size) < resolution:
           small.append((name, cropped_size))
     if count == 0:
       first = f" (e.g. {skipped[0]['file']}: {skipped[0]['reason']})" if skipped else ""
       raise DataError(nothing_left + first)
-    shape = (count, *frame_shape)
-    with open(npy_path, "wb") as npy, open(raw_path, "rb") as raw:
-      np.lib.format.write_array_header_1_0(
-          npy, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                "fortran_order": False, "shape": shape})
-      shutil.copyfileobj(raw, npy, 1 << 24)
-    metadata = dict(metadata, count=count, shape=list(shape), dtype="uint8",
-                    resolution=resolution, resize_filter=decode.RESIZE_FILTER, sha256=digest.hexdigest(),
+    _check_holdout(holdout, count, "that could be decoded")
+    shape, heldout_shape = (count - holdout, *frame_shape), (holdout, *frame_shape)
+    with open(raw_path, "rb") as raw:
+      digest = _copy_to_npy(raw, npy_path, shape)
+      if holdout:
+        metadata = dict(metadata, heldout={"file": HELDOUT_FILE, "count": holdout,
+                                           "shape": list(heldout_shape),
+                                           "sha256": _copy_to_npy(raw, heldout_path, heldout_shape)})
+    metadata = dict(metadata, count=count - holdout, shape=list(shape), dtype="uint8",
+                    resolution=resolution, resize_filter=decode.RESIZE_FILTER, sha256=digest,
                     num_skipped=len(skipped), skipped=skipped, num_upscaled=len(small),
                     prepare_version=PREPARE_VERSION,
                     created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -173,10 +205,15 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
     # metadata.json next to an array it does not describe.
     (out_dir / METADATA_FILE).unlink(missing_ok=True)
     _publish(npy_path, out_dir / ARRAY_FILE)
+    if holdout:
+      _publish(heldout_path, out_dir / HELDOUT_FILE)
+    else:  # an earlier --holdout's faces would otherwise stay beside an array that has them
+      (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
     _write_json(out_dir / METADATA_FILE, metadata)
   finally:
     raw_path.unlink(missing_ok=True)
     npy_path.unlink(missing_ok=True)
+    heldout_path.unlink(missing_ok=True)
 
   if skipped:
     named = "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:decode.NAMED_IN_WARNINGS])
@@ -194,7 +231,8 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
 
 def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.PathLike | str = ".",
             *, tfds_data_dir: str | None = None, tfds_split: str = "train",
-            workers: int | None = None, progress: bool | None = True) -> Prepared:
+            workers: int | None = None, progress: bool | None = True,
+            holdout: int = 0) -> Prepared:
   """Decode `source` (folder:DIR, npy:FILE or tfds:NAME) into out_dir. See the module doc."""
   if crop not in decode.CROPS:
     raise DataError(f"unknown crop {crop!r}; use one of {', '.join(decode.CROPS)}")
@@ -232,7 +270,8 @@ def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.Path
     results = (decode.decode_frame(f"{value}/{tfds_split}[{i}]", frame, resolution, crop)
                for i, frame in enumerate(frames))
     nothing_left = f"tfds:{value} split {tfds_split!r} yielded no usable images"
-  return _write_prepared(out_dir, results, total, resolution, metadata, nothing_left, progress)
+  return _write_prepared(out_dir, results, total, resolution, metadata, nothing_left, progress,
+                         holdout)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -254,13 +293,27 @@ def open_prepared(directory: os.PathLike | str, resolution: int | None = None) -
   except (OSError, ValueError) as error:
     raise DataError(f"cannot read the prepared data set in {directory} ({error}); run "
                     "`python -m gan_jax.prepare` again") from error
-  name = str(directory / ARRAY_FILE)
+  _check_described(images, metadata.get("shape"), str(directory / ARRAY_FILE), resolution)
+  heldout = None
+  if metadata.get("heldout"):
+    try:
+      heldout = np.load(directory / HELDOUT_FILE, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+      raise DataError(f"cannot read the held-out faces of {directory} ({error}); run "
+                      "`python -m gan_jax.prepare` again") from error
+    _check_described(heldout, metadata["heldout"].get("shape"), str(directory / HELDOUT_FILE),
+                     resolution)
+  return Prepared(images, metadata, directory, heldout)
+
+
+def _check_described(images: np.ndarray, shape: list | None, name: str,
+                     resolution: int | None) -> None:
+  """Raise DataError unless `images` are uint8 images of the `shape` metadata.json gives."""
   check_image_array(images, resolution, name)
-  if list(images.shape) != metadata.get("shape"):
+  if list(images.shape) != shape:
     raise DataError(f"{name} holds {tuple(images.shape)} but {METADATA_FILE} says "
-                    f"{metadata.get('shape')}: the files do not belong together; run "
+                    f"{shape}: the files do not belong together; run "
                     "`python -m gan_jax.prepare` again")
-  return Prepared(images, metadata, directory)
 
 
 def check_image_array(array: np.ndarray, resolution: int | None, name: str) -> None:
@@ -333,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--tfds_data_dir", default=None, help="where tfds data sets are stored")
   parser.add_argument("--tfds_split", default="train")
   parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+  parser.add_argument("--holdout", type=int, default=0,
+                      help="write the last N images to OUT/heldout.npy, apart from the training "
+                           "array (held-out faces for evaluation)")
   return parser
 
 
@@ -342,7 +398,7 @@ def run(args: argparse.Namespace) -> None:
     warnings.simplefilter("always")
     prepared = prepare(args.source, args.resolution, args.crop, args.out,
                        tfds_data_dir=args.tfds_data_dir, tfds_split=args.tfds_split,
-                       workers=args.workers)
+                       workers=args.workers, holdout=args.holdout)
   for warning in caught:
     print(f"warning: {warning.message}", file=sys.stderr)
   meta, images = prepared.metadata, prepared.images
@@ -351,6 +407,10 @@ def run(args: argparse.Namespace) -> None:
         f"{time.perf_counter() - start:.1f} s: {prepared.directory / ARRAY_FILE} "
         f"({images.nbytes / 2**20:.1f} MiB, sha256 {meta['sha256'][:16]}...); skipped "
         f"{meta['num_skipped']}, upscaled {meta['num_upscaled']}")
+  if prepared.heldout is not None:
+    print(f"held out the last {len(prepared.heldout)}: {prepared.directory / HELDOUT_FILE} "
+          f"(sha256 {meta['heldout']['sha256'][:16]}...); {prepared.directory / ARRAY_FILE} "
+          f"holds the {meta['count']} others")
 
 
 def main(argv: list[str] | None = None) -> int:

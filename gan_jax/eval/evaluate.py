@@ -10,7 +10,9 @@
 REAL and FAKE are each a folder of images or a prepared uint8 (N, H, W, 3)
 .npy. FID/KID use the standard TF Inception-v3 pool3 features; fetch its
 weights once with `python -m gan_jax.metrics.weights fetch`. `run` writes
-W/eval/metrics_step_N.json (metrics_step_N_pixels.json with --features pixels).
+W/eval/metrics_step_N.json (metrics_step_N_pixels.json with --features pixels);
+when the run set faces aside (data.holdout, prepare --holdout, or --heldout N)
+it also measures against those held-out faces and the real-vs-real floor.
 See docs/evaluation.md.
 """
 
@@ -31,6 +33,7 @@ from gan_jax.metrics import embedding
 from gan_jax.metrics import fid
 from gan_jax.metrics import weights
 from gan_jax.data import loader as data_loader
+from gan_jax.training import ema_stats
 from gan_jax.errors import CheckpointError, ConfigError, DataError
 
 FEATURE_NAMES = {"inception": "Inception pool3 features", "pixels": "pixels"}
@@ -93,11 +96,18 @@ def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
                         batch_size: int = 250, seed: int = streams.EVAL_SEED,
                         best: bool = False, kid_subsets: int = 100, kid_subset_size: int = 1000,
                         precision_recall: bool = False, one_nn: bool = False,
-                        use_cache: bool = True) -> tuple[dict, pathlib.Path]:
+                        use_cache: bool = True, heldout: int | None = None,
+                        ema_batch_stats: str | None = None) -> tuple[dict, pathlib.Path]:
   """Metrics of a checkpoint's generator against its training images, and the JSON written.
 
   Images come from the latents (seed, 0..num_samples-1), as `generate --seed`;
   the real side is the config's data (or `data`), read as training reads it.
+  When the run has held-out faces (`heldout` None: its data.holdout or a
+  directory prepared with --holdout; N: the last N images of its data, e.g.
+  1000 for a data.limit=5000 run on 6,000 faces; 0: none), the result also
+  holds fid_heldout, kid_heldout, kid_std_heldout, the floor
+  fid_floor_heldout, kid_floor_heldout, kid_std_floor_heldout (the first
+  num_floor training faces vs the held-out ones) and num_heldout, num_floor.
   """
   evaluator_lib.check_options(num_samples, features)
   if batch_size < 1:
@@ -107,21 +117,26 @@ def evaluate_checkpoint(workdir: str | pathlib.Path, step: int | None = None,
   if best and not (source / checkpoint.CHECKPOINT_DIR).is_dir():
     raise CheckpointError(f"no best checkpoint in {source}: training keeps one with "
                      "--config.eval.every=N (and eval.keep_best, the default)")
-  model = loader.load(source, step)  # a clear error when there is none
+  # A clear error when there is none; ema_batch_stats (None: the run's) as loader.load takes it.
+  model = loader.load(source, step, ema_batch_stats=ema_batch_stats)
   config = model.config
   evaluator = evaluator_lib.Evaluator.for_data(
       config.data, num_samples, features, batch_size, model.latent_dim, num_real=num_real,
-      path=data, seed=seed, use_cache=use_cache)
+      path=data, seed=seed, use_cache=use_cache, heldout=heldout)
   metrics = evaluator.evaluate(model.generate, kid_subsets, kid_subset_size, precision_recall,
                                one_nn)
   result = {"step": model.step, "checkpoint": "best" if best else "saved",
             "workdir": str(workdir), "num_samples": num_samples, "num_real": evaluator.num_real,
             "features": features, "fid": metrics.pop("fid"), "kid_mean": metrics.pop("kid"),
             "kid_std": metrics.pop("kid_std"), **metrics}
-  result.update(seed=seed, ema=model.uses_ema, resolution=config.data.resolution,
+  if evaluator.heldout is not None:
+    result.update(num_heldout=evaluator.num_heldout, num_floor=evaluator.num_floor)
+  result.update(seed=seed, ema=model.uses_ema, ema_batch_stats=model.gan.ema_batch_stats,
+                resolution=config.data.resolution,
                 data=str(data or config.data.path),
                 date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
   suffix = "" if features == "inception" else f"_{features}"
+  suffix += f"_ema_{ema_batch_stats}" if ema_batch_stats else ""  # asked for, not the run's
   path = workdir / "eval" / f"metrics_step_{model.step}{suffix}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(result, indent=2) + "\n")
@@ -132,7 +147,8 @@ def run_checkpoint(args) -> None:
   result, path = evaluate_checkpoint(
       args.workdir, args.step, args.num_samples, args.features, args.data, args.num_real,
       args.batch, args.seed, args.best, args.kid_subsets, args.kid_subset_size,
-      args.precision_recall, args.one_nn, use_cache=not args.no_cache)
+      args.precision_recall, args.one_nn, use_cache=not args.no_cache, heldout=args.heldout,
+      ema_batch_stats=args.ema_batch_stats)
   features = ("Inception pool3 features" if result["features"] == "inception" else
               "random projections of the pixels")
   print(f"{path.parent.parent}: step {result['step']}{' (best)' if args.best else ''}, "
@@ -141,6 +157,13 @@ def run_checkpoint(args) -> None:
                  **{name: result[name] for name in ("precision", "recall") if name in result}})
   if "one_nn_accuracy" in result:
     print(f"1-NN accuracy: {result['one_nn_accuracy']:.4f} (0.5 = indistinguishable)")
+  if "fid_heldout" in result:
+    print(f"held-out ({result['num_samples']} samples vs {result['num_heldout']} faces the run "
+          f"never saw): FID {result['fid_heldout']:.4f}, KID {result['kid_heldout']:.6f} ± "
+          f"{result['kid_std_heldout']:.6f}")
+    print(f"floor ({result['num_floor']} training faces vs the {result['num_heldout']} held-out "
+          f"ones): FID {result['fid_floor_heldout']:.4f}, KID {result['kid_floor_heldout']:.6f} ± "
+          f"{result['kid_std_floor_heldout']:.6f}")
   if result["features"] != "inception" or result["num_samples"] < 10_000:
     print("note: only Inception features and >= 10000 samples give FIDs comparable to published "
           "ones (docs/evaluation.md)")
@@ -210,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "resolution and crop)")
   run_parser.add_argument("--num_real", type=int, default=None,
                           help="use at most this many real images; all when not given")
+  run_parser.add_argument("--heldout", type=int, default=None,
+                          help="held-out faces: the last N images of the run's data (refused "
+                               "if it trained on any); 0: none; default: the run's own "
+                               "(data.holdout or a directory prepared with --holdout)")
+  run_parser.add_argument("--ema_batch_stats", choices=ema_stats.MODES, default=None,
+                          help="batch statistics of the EMA generator: live (G's running ones) "
+                               "or recompute (its own); default: the run's "
+                               "train.ema_batch_stats")
   run_parser.add_argument("--batch", type=int, default=250,
                           help="images per generator and Inception call")
   run_parser.add_argument("--features", choices=evaluator_lib.FEATURES, default="inception",

@@ -16,12 +16,20 @@ one is kept), a checkpoint directory like the run's own:
 `python -m gan_jax.evaluate run --workdir WORKDIR --best`, or any tool given
 `--workdir WORKDIR/best`, reads it.
 
+When the run sets faces aside (`data.holdout`, or a data.path prepared with
+`--holdout`), every evaluation also measures the generator against those
+held-out faces (`fid_heldout`, `kid_heldout`, `kid_std_heldout`) and reports
+the floor of real faces at the same sizes: FID/KID between the first
+min(num_samples, num_real) training faces and the held-out ones
+(`fid_floor_heldout`, `kid_floor_heldout`, `kid_std_floor_heldout`).
+
 `eval.features='pixels'` replaces Inception by a fixed random projection of
 the pixels: cheap enough for CPU tests, but not comparable to published FIDs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import time
@@ -39,6 +47,7 @@ from gan_jax.errors import ConfigError
 from gan_jax.explore import latents as latent_lib
 from gan_jax.explore import loader
 from gan_jax.metrics import fid, frechet, inception, weights
+from gan_jax.monitor import progress
 from gan_jax.training.state import GANState
 from gan_jax.data import loader as data_loader
 
@@ -75,27 +84,47 @@ def feature_extractor(features: str, batch_size: int) -> Callable[[np.ndarray], 
   return pixel_features
 
 
-def reference_limit(*limits: int | None) -> int | None:
-  """The smallest positive limit (0 and None mean no limit)."""
-  positive = [limit for limit in limits if limit]
-  return min(positive) if positive else None
+def real_statistics(images: np.ndarray, file: str | None, start: int, features: str,
+                    batch_size: int = 250, use_cache: bool = True) -> fid.Statistics:
+  """Features and Gaussian fit of real `images`, which are images[start:start + N] of `file`.
 
-
-def reference_statistics(data_path: str, resolution: int, crop: str, features: str,
-                         cache_dir: str | None = None, limit: int | None = None,
-                         batch_size: int = 250, use_cache: bool = True) -> fid.Statistics:
-  """Features and Gaussian fit of the real images a run trains on (its first `limit`).
-
-  `data_path` is read as training reads it (`data_loader.training_images`), so a
-  raw folder is the prepared, cropped array at the run's resolution. Inception
-  features of that array are cached by `fid.dataset_statistics`.
+  Inception features of a slice of a .npy are cached by `fid.dataset_statistics`
+  (keyed by the file's path, size, mtime, the first image and the count).
   """
-  images = data_loader.training_images(data_path, resolution, crop, cache_dir or None)
-  if features == "inception" and use_cache and getattr(images, "filename", None):
-    # The whole memory-mapped .npy: its path (and size, mtime) key the cache.
-    return fid.dataset_statistics(images.filename, None, limit, batch_size)
-  images = images[:limit] if limit else images
+  if features == "inception" and use_cache and file:
+    return fid.dataset_statistics(file, None, len(images), batch_size, start=start)
   return fid.statistics_of(feature_extractor(features, batch_size)(images))
+
+
+def evaluation_split(data: ml_collections.ConfigDict, path: str | None = None,
+                     heldout: int | None = None) -> data_loader.Split:
+  """The faces a run trained on and the held-out ones to compare with, as training read them.
+
+  `data` is the run's config.data. `heldout` None: the run's own held-out
+  faces (data.holdout, or those of a directory prepared with --holdout); 0:
+  none; N: the last N images of data.path, refused when the run trained on any
+  of them (e.g. 1000 for a run with data.limit=5000 on 6,000 faces). With
+  `path`, the faces at `path` are split the same way and data.limit does not
+  apply.
+  """
+  holdout = data.get("holdout", 0)
+  args = (data.resolution, data.crop, data.cache_dir or None)
+  if path:
+    return data_loader.data_split(path, *args, holdout=holdout if heldout is None else heldout)
+  run = data_loader.data_split(data.path, *args, limit=data.limit or None, holdout=holdout)
+  if heldout is None or (heldout == holdout and heldout):
+    return run
+  if not heldout:
+    return dataclasses.replace(run, heldout=None, heldout_file=None, heldout_start=0)
+  other = data_loader.data_split(data.path, *args, holdout=heldout)
+  if len(other.training) < len(run.training):
+    total = len(other.training) + heldout
+    raise ConfigError(f"--heldout={heldout}: the run trained on {len(run.training)} of the "
+                      f"{total} images of {data.path}, so at most the last "
+                      f"{total - len(run.training)} were never seen; use --heldout <= "
+                      f"{total - len(run.training)}")
+  return dataclasses.replace(run, heldout=other.heldout, heldout_file=other.heldout_file,
+                             heldout_start=other.heldout_start)
 
 
 def generate_images(generate: GenerateFn, latents: np.ndarray, batch_size: int) -> np.ndarray:
@@ -104,9 +133,12 @@ def generate_images(generate: GenerateFn, latents: np.ndarray, batch_size: int) 
   Asked for a batch at a time, so only uint8 copies of all of them are kept
   (float32 ones would take four times the memory); `generate` pads the last.
   """
-  return np.concatenate([image_lib.to_uint8(generate(latents[start:start + batch_size],
-                                                     batch_size))
-                         for start in range(0, len(latents), batch_size)])
+  chunks = []
+  with progress.bar(len(latents), "generating") as bar:  # drawn on a terminal only
+    for start in range(0, len(latents), batch_size):
+      chunks.append(image_lib.to_uint8(generate(latents[start:start + batch_size], batch_size)))
+      bar.update(len(chunks[-1]))
+  return np.concatenate(chunks)
 
 
 def feature_metrics(real: fid.Statistics, fake: fid.Statistics, kid_subsets: int = 100,
@@ -139,38 +171,76 @@ class Evaluator:
   only by the generator.
   """
 
-  def __init__(self, real: fid.Statistics, latents: np.ndarray, features: str, batch_size: int):
+  def __init__(self, real: fid.Statistics, latents: np.ndarray, features: str, batch_size: int,
+               heldout: fid.Statistics | None = None):
     self.real, self.latents, self.batch_size = real, latents, batch_size
+    self.heldout = heldout  # features of faces training never saw; None when there are none
     self._extract = feature_extractor(features, batch_size)
+    self._floors = {}  # (kid_subsets, kid_subset_size) -> the real-vs-real floor
 
   @classmethod
   def for_data(cls, data: ml_collections.ConfigDict, num_samples: int, features: str,
                batch_size: int, latent_dim: int, *, num_real: int | None = None,
                path: str | None = None, seed: int = streams.EVAL_SEED,
-               use_cache: bool = True) -> "Evaluator":
+               use_cache: bool = True, heldout: int | None = None) -> "Evaluator":
     """Against the faces a run trains on (`data`: its config.data), or those at `path`.
 
-    The real side is the first min(data.limit, num_real) faces of data.path,
-    prepared at the run's resolution and crop; with `path`, the first
-    `num_real` of those (data.limit then does not apply).
+    The real side is the first `num_real` of the faces the run trains on
+    (data.path, prepared at the run's resolution and crop, without its
+    held-out faces, data.limit applied); with `path`, of the faces there
+    (data.limit then does not apply). The held-out side: `evaluation_split`.
     """
-    limit = reference_limit(None if path else data.limit, num_real)
-    real = reference_statistics(path or data.path, data.resolution, data.crop, features,
-                                data.cache_dir, limit, batch_size, use_cache)
-    return cls(real, latent_lib.latents(seed, num_samples, latent_dim), features, batch_size)
+    split = evaluation_split(data, path, heldout)
+    training = split.training[:num_real] if num_real else split.training
+    real = real_statistics(training, split.training_file, 0, features, batch_size, use_cache)
+    held = None
+    if split.heldout is not None:
+      held = real_statistics(split.heldout, split.heldout_file, split.heldout_start, features,
+                             batch_size, use_cache)
+    return cls(real, latent_lib.latents(seed, num_samples, latent_dim), features, batch_size,
+               held)
 
   @property
   def num_real(self) -> int:
     return len(self.real.features)
 
+  @property
+  def num_heldout(self) -> int:
+    return 0 if self.heldout is None else len(self.heldout.features)
+
+  @property
+  def num_floor(self) -> int:
+    """Training faces in the floor: as many as generated images, capped by the reference."""
+    return min(len(self.latents), self.num_real)
+
+  def floor(self, kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict[str, float]:
+    """FID/KID of the first `num_floor` training faces vs the held-out faces (real vs real).
+
+    What a generator that drew new faces from the training distribution would
+    score against the held-out faces with as many samples; computed once.
+    """
+    key = (kid_subsets, kid_subset_size)
+    if key not in self._floors:
+      count = self.num_floor
+      training = (self.real if count == self.num_real else
+                  fid.statistics_of(self.real.features[:count]))
+      self._floors[key] = feature_metrics(training, self.heldout, kid_subsets, kid_subset_size)
+    return self._floors[key]
+
   def evaluate(self, generate: GenerateFn, kid_subsets: int = 100, kid_subset_size: int = 1000,
                precision_recall: bool = False, one_nn: bool = False) -> dict[str, float]:
     """The metrics of `generate(z, batch_size)` (images in [-1, 1]) on the evaluator's latents."""
     fake = self._extract(generate_images(generate, self.latents, self.batch_size))
-    metrics = feature_metrics(self.real, fid.statistics_of(fake), kid_subsets, kid_subset_size,
+    fake_statistics = fid.statistics_of(fake)
+    metrics = feature_metrics(self.real, fake_statistics, kid_subsets, kid_subset_size,
                               precision_recall)
     if one_nn:
       metrics["one_nn_accuracy"], _ = one_nn_equal_sets(self.real.features, fake)
+    if self.heldout is not None:
+      heldout = feature_metrics(self.heldout, fake_statistics, kid_subsets, kid_subset_size)
+      metrics.update({f"{name}_heldout": value for name, value in heldout.items()})
+      metrics.update({f"{name}_floor_heldout": value
+                      for name, value in self.floor(kid_subsets, kid_subset_size).items()})
     return metrics
 
 
@@ -217,9 +287,10 @@ class PeriodicEval:
     except weights.WeightsError as error:
       raise ConfigError(f"eval.features=inception: {error}; or set --config.eval.features=pixels "
                         "or --config.eval.every=0") from None
-    logging.info("eval: %s features of %d real images in %.1f s; FID of %d samples every %d steps",
-                 options.features, self.evaluator.num_real, time.perf_counter() - start,
-                 options.num_samples, self.every)
+    logging.info("eval: %s features of %d real images (%d held out) in %.1f s; FID of %d "
+                 "samples every %d steps", options.features, self.evaluator.num_real,
+                 self.evaluator.num_heldout, time.perf_counter() - start, options.num_samples,
+                 self.every)
     # One model whose weights each evaluation replaces, so its sampling compiles once.
     self.model = loader.TrainedGAN(config, gan, loader.partial_state(), step=0)
     self.best_manager, self.best_fid = None, math.inf
@@ -262,6 +333,11 @@ class PeriodicEval:
                  metrics["fid"], metrics["kid"], metrics["kid_std"], len(self.evaluator.latents),
                  self.options.features, time.perf_counter() - start,
                  ", best so far" if improved else f"; best {self.best_fid:.4f}")
+    if "fid_heldout" in metrics:
+      logging.info("step %d: held-out FID %.4f, KID %.5f (%d held-out faces; real-vs-real floor "
+                   "FID %.4f, KID %.5f)", step, metrics["fid_heldout"], metrics["kid_heldout"],
+                   self.evaluator.num_heldout, metrics["fid_floor_heldout"],
+                   metrics["kid_floor_heldout"])
     if improved and self.best_manager is not None:
       self._save_best(step, state, metrics)
     self.best_fid = min(self.best_fid, metrics["fid"])

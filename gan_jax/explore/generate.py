@@ -25,6 +25,7 @@ from gan_jax.explore import pictures
 from gan_jax.explore import latents as latent_lib
 from gan_jax import errors
 from gan_jax import cli
+from gan_jax.monitor import progress
 
 
 def generate(model: loader.TrainedGAN, seed: int, num: int, truncation: float | None = None,
@@ -33,7 +34,13 @@ def generate(model: loader.TrainedGAN, seed: int, num: int, truncation: float | 
   if num < 1:
     raise errors.ExploreError(f"--num must be >= 1, got {num}")
   z = latent_lib.latents(seed, num, model.latent_dim, truncation)
-  return image_lib.to_uint8(model.generate(z, batch_size)), z
+  # A batch at a time for the bar on a terminal; the same images (each batch is padded alike).
+  chunks = []
+  with progress.bar(num, "generating") as bar:
+    for start in range(0, num, batch_size):
+      chunks.append(image_lib.to_uint8(model.generate(z[start:start + batch_size], batch_size)))
+      bar.update(len(chunks[-1]))
+  return np.concatenate(chunks), z
 
 
 def image_name(seed: int, index: int) -> str:
@@ -47,8 +54,10 @@ def run(args: argparse.Namespace) -> None:
   out = pathlib.Path(args.out)
   written = []
   if not args.grid_only:
-    written += [pictures.save_png(out / image_name(args.seed, i), image, args.zoom)
-                for i, image in enumerate(images)]
+    with progress.bar(len(images), "writing PNGs") as bar:
+      for i, image in enumerate(images):
+        written.append(pictures.save_png(out / image_name(args.seed, i), image, args.zoom))
+        bar.update()
   if args.grid or args.grid_only:
     grid = image_lib.make_grid(pictures.zoom(images, args.zoom), columns=args.columns)
     written.append(image_lib.save_png(out / "grid.png", grid))

@@ -6,6 +6,8 @@
   python -m gan_jax.interpolate --workdir runs/faces --seeds 3,7,11 --frames 8 --out grid.png
   # Between projected faces (latents written by gan_jax.project):
   python -m gan_jax.interpolate --workdir runs/faces --latents a.npy,b.npy --out ab.gif
+  # Between two real photos: through the encoder of a VAE-GAN run, else projected:
+  python -m gan_jax.interpolate --workdir runs/vaegan32 --images a.jpg,b.jpg --out ab.gif
 
 Keyframe --seeds S is the latent of the first image of `generate --seed S`.
 The output's extension picks the kind: .gif or .mp4 (a walk with --frames
@@ -27,18 +29,36 @@ import numpy as np
 from gan_jax import images as image_lib
 from gan_jax.explore import loader
 from gan_jax.explore import pictures
+from gan_jax.explore import project
 from gan_jax.explore import latents as latent_lib
 from gan_jax import errors
 from gan_jax import cli
 
 OUTPUT_KINDS = (".gif", ".mp4", ".png")
+TRUNCATION_WITH_LATENTS = ("warning: --truncation has no effect with --latents: it truncates "
+                           "the --seeds latents only; the .npy latents are used as they are")
+
+
+def image_latents(model: loader.TrainedGAN, image_files, crop: str | None = None,
+                  project_steps: int = 500) -> np.ndarray:
+  """(K, latent_dim) latents of real photos: the encoder's means for a VAE-GAN (loaded with
+  its encoder), else each photo projected into G's latent space (gan_jax.project)."""
+  _, photos = pictures.load_photos(image_files, model.resolution,
+                                   crop or model.config.data.crop)
+  if model.has_encoder:
+    return model.encode(photos)
+  return np.stack([project.project(model, photo, steps=project_steps).latent
+                   for photo in photos])
 
 
 def keyframes(model: loader.TrainedGAN, seeds=None, latent_files=None,
-              truncation: float | None = None) -> np.ndarray:
-  """(K, latent_dim) keyframe latents from seeds or from .npy files."""
-  if (seeds is None) == (latent_files is None):
-    raise errors.ExploreError("give keyframes with exactly one of --seeds or --latents")
+              truncation: float | None = None, image_files=None, crop: str | None = None,
+              project_steps: int = 500) -> np.ndarray:
+  """(K, latent_dim) keyframe latents from seeds, from .npy files or from photos."""
+  if sum(x is not None for x in (seeds, latent_files, image_files)) != 1:
+    raise errors.ExploreError("give keyframes with exactly one of --seeds, --latents or --images")
+  if image_files is not None:
+    return image_latents(model, image_files, crop, project_steps)
   if seeds is not None:
     return latent_lib.seed_latents(seeds, model.latent_dim, truncation)
   return latent_lib.load_latents(latent_files, model.latent_dim)
@@ -87,9 +107,16 @@ def run(args: argparse.Namespace) -> None:
                                 "(a GIF or MP4 walk, or a PNG grid)")
   if kind == ".mp4":
     require_ffmpeg(out)  # before the model is loaded and run
-  model = loader.load(args.workdir, args.step)
+  if args.latents and args.truncation is not None:
+    print(TRUNCATION_WITH_LATENTS, file=sys.stderr)
+  model = loader.load(args.workdir, args.step, encoder=None if args.images else False)
   print(loader.describe(model, args.workdir))
-  keys = keyframes(model, args.seeds, args.latents, args.truncation)
+  if args.images:
+    print(f"keyframes: {len(args.images)} photo(s), "
+          + ("through the encoder" if model.has_encoder else
+             f"projected ({args.project_steps} steps each)"))
+  keys = keyframes(model, args.seeds, args.latents, args.truncation, args.images, args.crop,
+                   args.project_steps)
   if kind == ".png":
     rows = grid_rows(model, keys, args.frames, args.method, args.batch_size)
     grid = image_lib.make_grid(pictures.zoom(rows.reshape((-1,) + rows.shape[2:]), args.zoom),
@@ -113,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keyframe seeds, comma-separated, e.g. 3,7,11,3 (first == last: a loop)")
   keys.add_argument("--latents", type=cli.path_list,
                     help="keyframe latent .npy files, comma-separated (e.g. from gan_jax.project)")
+  keys.add_argument("--images", type=cli.path_list,
+                    help="keyframe photos, comma-separated: encoded by a VAE-GAN run's encoder, "
+                         "else projected into G's latent space (as gan_jax.project)")
+  parser.add_argument("--crop", choices=("center", "celeba", "none"), default=None,
+                      help="how --images are cropped to a square (default: the run's data.crop)")
+  parser.add_argument("--project_steps", type=cli.positive_int, default=500,
+                      help="Adam steps per photo when --images are projected (no encoder)")
   parser.add_argument("--frames", type=cli.positive_int, default=30,
                       help="frames per keyframe segment (walk) or columns per row (grid)")
   parser.add_argument("--method", choices=latent_lib.INTERPOLATIONS, default="slerp",

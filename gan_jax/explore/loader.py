@@ -1,10 +1,12 @@
 """The one loader of a trained model: `load(workdir, step)` -> `TrainedGAN`.
 
 `load` reads only the arrays sampling needs (G's weights and batch statistics,
-the EMA of G's weights when the run kept one, and D's when asked; never the
-optimiser states) and returns a `TrainedGAN`: the one object `generate`,
+the EMA of G's weights when the run kept one, and D's or a VAE-GAN encoder's
+when asked; never the optimiser states) and returns a `TrainedGAN`: the one object `generate`,
 `interpolate`, `project`, `nearest` and `evaluate run` sample from. Which of
-G's weights to sample with is `GAN.sample`'s choice (the EMA when there is one).
+G's weights and batch statistics to sample with is `GAN.sampling_variables`'
+choice (the EMA when there is one, with re-estimated statistics under
+`train.ema_batch_stats=recompute`); a TrainedGAN computes it once per state.
 """
 
 from __future__ import annotations
@@ -20,20 +22,25 @@ import numpy as np
 
 from gan_jax import checkpoint
 from gan_jax import images as image_lib
+from gan_jax.training import family
 from gan_jax.training.state import GANState
 from gan_jax.training.gan import GAN
-from gan_jax.errors import ExploreError
+from gan_jax.training.vaegan import VAEGANState
+from gan_jax.errors import CheckpointError, ExploreError
 
 # The state fields sampling reads, and those the discriminator's features add.
 GENERATOR_FIELDS = ("g_params", "g_batch_stats", "ema_g_params")
 DISCRIMINATOR_FIELDS = ("d_params", "d_batch_stats")
+ENCODER_FIELDS = ("e_params", "e_batch_stats")  # a VAE-GAN's (model.name=vaegan)
 
 
 def partial_state(**fields) -> GANState:
-  """A GANState holding only `fields` (the rest None): enough for `GAN.sample`."""
-  values = {f.name: None for f in dataclasses.fields(GANState)}
+  """A GANState (a VAEGANState with encoder fields) holding only `fields`, the rest None:
+  enough for `GAN.sample` (and `VAEGAN.encode`)."""
+  state_class = VAEGANState if set(ENCODER_FIELDS) & set(fields) else GANState
+  values = {f.name: None for f in dataclasses.fields(state_class)}
   values.update(fields)
-  return GANState(**values)
+  return state_class(**values)
 
 
 def conv_features(module: nn.Module, variables: dict, images: jax.Array) -> list[jax.Array]:
@@ -61,8 +68,28 @@ class TrainedGAN:
 
   def __init__(self, config: ml_collections.ConfigDict, gan: GAN, state: GANState, step: int):
     self.config, self.gan, self.state, self.step = config, gan, state, step
-    self._sample = jax.jit(gan.sample)
+    self._sampling_variables = jax.jit(gan.sampling_variables)
+    self._sample = jax.jit(gan.sample_with)
     self._features = jax.jit(self._discriminator_features)
+    self._encode = jax.jit(gan.encode) if hasattr(gan, "encode") else None
+
+  @property
+  def state(self) -> GANState:
+    return self._state
+
+  @state.setter
+  def state(self, state: GANState) -> None:
+    # A new state (the periodic FID's next evaluation) gets its own sampling variables.
+    self._state, self._variables = state, None
+
+  @property
+  def sampling_variables(self) -> dict:
+    """G's variables `GAN.sampling_variables` picks for this state, computed at first use."""
+    if self._variables is None:
+      # Concrete arrays even when first asked for inside a trace (project's jitted step).
+      with jax.ensure_compile_time_eval():
+        self._variables = self._sampling_variables(self._state)
+    return self._variables
 
   @property
   def latent_dim(self) -> int:
@@ -73,13 +100,25 @@ class TrainedGAN:
     return self.gan.resolution
 
   @property
+  def has_encoder(self) -> bool:
+    """Whether the encoder was loaded (`load(..., encoder=True)` of a VAE-GAN run)."""
+    return getattr(self.state, "e_params", None) is not None
+
+  def encode(self, images, batch_size: int = 64) -> np.ndarray:
+    """The encoder's mean latents (N, latent_dim) of uint8 or [-1, 1] images (a VAE-GAN's)."""
+    if not self.has_encoder:
+      raise ExploreError("the encoder was not loaded; use load(..., encoder=True)")
+    images = np.asarray(image_lib.to_float(images), np.float32)
+    return _batched(lambda chunk: self._encode(self.state, chunk)[0], images, batch_size)
+
+  @property
   def uses_ema(self) -> bool:
     """Whether `sample` uses the EMA of G's weights (GAN.sample does when there is one)."""
     return self.state.ema_g_params is not None
 
   def sample(self, z: jax.Array) -> jax.Array:
     """Images in [-1, 1] for a batch of latents (traceable: usable under grad)."""
-    return self.gan.sample(self.state, z)
+    return self.gan.sample_with(self.sampling_variables, z)
 
   def generate(self, z, batch_size: int = 64) -> np.ndarray:
     """Float32 images in [-1, 1] for latents z (N, latent_dim), `batch_size` at a time.
@@ -88,7 +127,8 @@ class TrainedGAN:
     (and one compiled shape serves any N).
     """
     z = np.asarray(z, np.float32).reshape(-1, self.latent_dim)
-    return _batched(lambda chunk: self._sample(self.state, chunk), z, batch_size)
+    variables = self.sampling_variables
+    return _batched(lambda chunk: self._sample(variables, chunk), z, batch_size)
 
   def _discriminator_features(self, images: jax.Array) -> list[jax.Array]:
     variables = {"params": self.state.d_params, "batch_stats": self.state.d_batch_stats}
@@ -121,9 +161,15 @@ def _batched(fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray, batch_siz
   return np.concatenate(outputs)
 
 
-def load(workdir: str | os.PathLike, step: int | None = None, discriminator: bool = False
-         ) -> TrainedGAN:
-  """The trained G of `workdir` (latest readable step by default), plus D if asked.
+def load(workdir: str | os.PathLike, step: int | None = None, discriminator: bool = False,
+         ema_batch_stats: str | None = None, encoder: bool | None = False) -> TrainedGAN:
+  """The trained G of `workdir` (latest readable step by default), plus D and E if asked.
+
+  `encoder`: True loads a VAE-GAN's encoder (CheckpointError for a run without one),
+  None loads it when the run has one.
+
+  `ema_batch_stats` ('live' | 'recompute') replaces the run's
+  train.ema_batch_stats: which batch statistics the EMA generator samples with.
 
   Only those networks' arrays are read (an Orbax partial restore, checked
   against the model the saved config builds), onto this process's first
@@ -131,11 +177,19 @@ def load(workdir: str | os.PathLike, step: int | None = None, discriminator: boo
   """
   manager = checkpoint.make_manager(workdir, read_only=True)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  names = GENERATOR_FIELDS + (DISCRIMINATOR_FIELDS if discriminator else ())
 
   def restore_one(candidate: int):
     config = ml_collections.ConfigDict(checkpoint.restore_config(manager, candidate))
-    gan = GAN.from_config(config)
+    if ema_batch_stats is not None:
+      config.train.ema_batch_stats = ema_batch_stats
+    has_encoder = config.model.name == "vaegan"
+    if encoder and not has_encoder:
+      raise CheckpointError(
+          f"the run in {workdir} (model.name={config.model.name}) has no encoder; use the "
+          "--workdir of a model.name=vaegan run (configs/vaegan32.py)")
+    gan = family.bundle(config)
+    names = GENERATOR_FIELDS + (DISCRIMINATOR_FIELDS if discriminator else ()) + (
+        ENCODER_FIELDS if has_encoder and encoder is not False else ())
     full = checkpoint.state_to_tree_abstract(checkpoint.abstract_state(gan, config, device))
     # Fields without arrays (no EMA, no batch norm) stay as create_state makes them.
     absent = {name: full[name] for name in names if not jax.tree.leaves(full[name])}
@@ -156,5 +210,8 @@ def load(workdir: str | os.PathLike, step: int | None = None, discriminator: boo
 
 def describe(model: TrainedGAN, workdir) -> str:
   weights = "EMA generator" if model.uses_ema else "generator"
+  if (model.uses_ema and model.gan.ema_batch_stats == "recompute"
+      and jax.tree.leaves(model.state.g_batch_stats)):
+    weights += " with its own batch statistics"
   return (f"{workdir}: step {model.step}, {weights}, {model.resolution} px, "
-          f"latent_dim {model.latent_dim}")
+          f"latent_dim {model.latent_dim}" + (", encoder" if model.has_encoder else ""))

@@ -11,7 +11,9 @@ keeping the best. The loss is pixel MSE plus a feature term (--feature_loss):
                  normalised by the target's feature energy;
   none           pixel MSE only.
 A small penalty keeps |z|^2 / latent_dim near 1, where training latents live,
-so projected latents interpolate well.
+so projected latents interpolate well. For a VAE-GAN run (model.name=vaegan),
+the first restart starts from the encoder's latent of the photo, the others
+from random latents, and the best is kept as always.
 
 Writes into --out: STEM_target.png, STEM_projection.png, STEM_compare.png
 (the two side by side) and STEM.npy (the latent, shape (latent_dim,)), which
@@ -108,7 +110,9 @@ def project(model: loader.TrainedGAN, target, steps: int = 500, restarts: int = 
   if feature_loss == "discriminator" and model.state.d_params is None:
     raise errors.ExploreError("--feature_loss discriminator needs the model loaded with its "
                                 "discriminator")
-  z0 = latent_lib.latents(seed, restarts, model.latent_dim)
+  z0 = np.array(latent_lib.latents(seed, restarts, model.latent_dim))  # a writable copy
+  if model.has_encoder:  # a VAE-GAN: the encoder's guess is the first start
+    z0[0] = model.encode(target[None], batch_size=1)[0]
   loss_fn = functools.partial(objective, model, feature_loss=feature_loss,
                               feature_weight=feature_weight, latent_weight=latent_weight)
   optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
@@ -139,8 +143,11 @@ def project(model: loader.TrainedGAN, target, steps: int = 500, restarts: int = 
 
 
 def run(args: argparse.Namespace) -> None:
-  model = loader.load(args.workdir, args.step, discriminator=args.feature_loss == "discriminator")
+  model = loader.load(args.workdir, args.step, discriminator=args.feature_loss == "discriminator",
+                      encoder=None)  # a VAE-GAN's encoder gives the first start
   print(loader.describe(model, args.workdir))
+  if model.has_encoder:
+    print("restart 0 starts from the encoder's latent of the photo")
   crop = args.crop or model.config.data.crop
   target = pictures.load_target(args.image, model.resolution, crop)
   result = project(model, target, args.steps, args.restarts, args.learning_rate,

@@ -122,7 +122,7 @@ def fid_from_statistics(a: Statistics, b: Statistics) -> float:
   return frechet.frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
 
 
-def _count_images(path: pathlib.Path, limit: int | None) -> int:
+def _count_images(path: pathlib.Path, limit: int | None, start: int = 0) -> int:
   if not path.exists():
     raise DataError(f"{path} does not exist; give a folder of images or a uint8 .npy file")
   if path.is_file():
@@ -132,39 +132,48 @@ def _count_images(path: pathlib.Path, limit: int | None) -> int:
     count = len(np.load(path, mmap_mode="r"))
   else:
     count = len(decode.list_image_files(path))
+  count = max(count - start, 0)
   return count if limit is None else min(count, limit)
 
 
 def statistics_cache_path(path: os.PathLike | str, resolution: int | None,
-                          limit: int | None = None) -> pathlib.Path:
-  """Cache file for a data set: a hash of its path, resolution and image count.
+                          limit: int | None = None, start: int = 0) -> pathlib.Path:
+  """Cache file for a data set: a hash of its path, resolution, first image and image count.
 
   The path's size and modification time are hashed too, so a regenerated
   .npy (or a folder whose file list changed) is not served stale statistics.
   """
   path = pathlib.Path(path).resolve()
-  count = _count_images(path, limit)
+  count = _count_images(path, limit, start)
   stat = path.stat()
-  key = json.dumps([STATS_VERSION, str(path), resolution, count,
-                    stat.st_size if path.is_file() else None, stat.st_mtime_ns])
+  key = [STATS_VERSION, str(path), resolution, count,
+         stat.st_size if path.is_file() else None, stat.st_mtime_ns]
+  # From the first image the key is as it always was, so earlier caches stay valid.
+  key = json.dumps(key + [start] if start else key)
   digest = hashlib.sha256(key.encode()).hexdigest()[:20]
   return weights.cache_dir() / "fid_stats" / f"{path.name}-{digest}.npz"
 
 
 def dataset_statistics(path: os.PathLike | str, resolution: int | None = None,
                        limit: int | None = None, batch_size: int = 50,
-                       use_cache: bool = True) -> Statistics:
+                       use_cache: bool = True, start: int = 0) -> Statistics:
   """Features, mean and covariance of a folder of images or a uint8 .npy.
 
   Images are read with `data_loader.load_image_array(path, resolution, crop='none')`
-  (resolution None: all images must share one size). Results are cached under
-  `${GAN_JAX_CACHE:-~/.cache/gan_jax}/fid_stats/` (8 KiB per image).
+  (resolution None: all images must share one size); `start` and `limit`
+  take images[start:start + limit] (e.g. the held-out end of a data set).
+  Results are cached under `${GAN_JAX_CACHE:-~/.cache/gan_jax}/fid_stats/`
+  (8 KiB per image).
   """
-  cache_file = statistics_cache_path(path, resolution, limit) if use_cache else None
+  cache_file = statistics_cache_path(path, resolution, limit, start) if use_cache else None
   if cache_file is not None and cache_file.is_file():
     with np.load(cache_file) as cached:
       return Statistics(cached["features"], cached["mu"], cached["sigma"])
-  images = data_loader.load_image_array(path, resolution, crop="none", limit=limit)
+  if start:
+    images = data_loader.load_image_array(path, resolution, crop="none")[start:]
+    images = images[:limit] if limit is not None else images
+  else:
+    images = data_loader.load_image_array(path, resolution, crop="none", limit=limit)
   stats = statistics_of(inception.extract_features(images, batch_size))
   if cache_file is not None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)

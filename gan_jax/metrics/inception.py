@@ -30,6 +30,7 @@ import numpy as np
 from gan_jax import cli
 from gan_jax.errors import UserError
 from gan_jax.metrics import weights
+from gan_jax.monitor import progress
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
@@ -234,17 +235,27 @@ class InceptionFeatures:
     """(N, H, W, 3) uint8 images -> (N, 2048) float32 numpy features."""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
-    outputs = []
-    for start in range(0, len(images), batch_size):
-      batch = np.asarray(images[start:start + batch_size])
-      count = len(batch)
-      if count < batch_size:  # Pad so every batch reuses the compiled shape.
-        batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.uint8)])
-      features = self._network(self.variables, self._preprocess(batch))
-      outputs.append(features[:count])
+    outputs, pending = [], None
+    with progress.bar(len(images), "Inception features") as bar:  # drawn on a terminal only
+      for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start:start + batch_size])
+        count = len(batch)
+        if count < batch_size:  # Pad so every batch reuses the compiled shape.
+          batch = np.concatenate([batch,
+                                  np.zeros((batch_size - count,) + batch.shape[1:], np.uint8)])
+        features = self._network(self.variables, self._preprocess(batch))[:count]
+        # The previous batch's features are fetched once this one is queued: the device
+        # stays busy, and the bar counts finished batches.
+        if pending is not None:
+          outputs.append(np.asarray(pending))
+          bar.update(len(pending))
+        pending = features
+      if pending is not None:
+        outputs.append(np.asarray(pending))
+        bar.update(len(pending))
     if not outputs:
       return np.zeros((0, FEATURE_DIM), np.float32)
-    return np.concatenate([np.asarray(f) for f in outputs]).astype(np.float32)
+    return np.concatenate(outputs).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)

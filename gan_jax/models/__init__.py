@@ -12,9 +12,9 @@ from __future__ import annotations
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import dcgan
+from gan_jax.models import dcgan, resnet, vaegan
 
-FAMILIES = {"dcgan": dcgan}
+FAMILIES = {"dcgan": dcgan, "resnet": resnet, "vaegan": vaegan}
 
 
 def family(name: str):

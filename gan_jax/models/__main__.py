@@ -9,8 +9,8 @@ from ml_collections import config_flags
 
 from gan_jax import cli
 from gan_jax.config import options
-from gan_jax.training.state import create_state, param_count
-from gan_jax.training.gan import GAN
+from gan_jax.training import family
+from gan_jax.training.state import param_count
 
 config_flags.DEFINE_config_file("config", None, "Configuration file (configs/*.py).")
 flags.mark_flags_as_required(["config"])
@@ -21,13 +21,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = flags.FLAGS.config
-  gan = GAN.from_config(config)
-  state = jax.eval_shape(lambda: create_state(gan, jax.random.key(0)))
+  gan = family.bundle(config)
+  state = jax.eval_shape(lambda: family.create_state(gan, jax.random.key(0)))
   g, d = param_count(state.g_params), param_count(state.d_params)
   print(f"resolution {config.data.resolution}, latent {config.model.latent_dim}, "
         f"width {config.model.width}")
   print(f"generator:     {g:>12,d} parameters")
   print(f"discriminator: {d:>12,d} parameters")
+  if hasattr(state, "e_params"):  # a VAE-GAN
+    print(f"encoder:       {param_count(state.e_params):>12,d} parameters")
 
 
 if __name__ == "__main__":

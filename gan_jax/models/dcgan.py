@@ -19,6 +19,7 @@ import ml_collections
 
 from gan_jax.errors import ConfigError
 from gan_jax.models import fast_conv
+from gan_jax.models import layers
 
 # The DCGAN paper's initialisation: every weight from N(0, 0.02).
 dcgan_init = nn.initializers.normal(stddev=0.02)
@@ -106,13 +107,16 @@ class Discriminator(nn.Module):
   final_size: int = 0       # feature-map side before the dense logit; 0 = G's start size
   dropout: float = 0.0
   spectral_norm: bool = False  # normalise every layer's weights by their top singular value
+  minibatch_std: int = 0    # group size of the minibatch-std channel before the logit; 0 = off
   dtype: Any = jnp.float32
   conv_impl: str = "auto"   # fast_conv.IMPLS
   conv_dtype: Any = None    # operand dtype of the convolutions' products (None: dtype)
   axis_name: str | None = None  # mapped axis whose devices share batch-norm statistics
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, train: bool = True, features: int = 0):
+    """Logits (N,); with `features` = k >= 1, (logits, the activations (N, h, w, c) of the k-th
+    last conv block): the hidden layer a VAE-GAN measures reconstructions in."""
     def apply(layer: nn.Module, x: jnp.ndarray) -> jnp.ndarray:
       if not self.spectral_norm:
         return layer(x)
@@ -123,7 +127,8 @@ class Discriminator(nn.Module):
       raise ValueError(f"discriminator for {self.resolution} px got images of shape {x.shape[1:]}")
     x = x.astype(self.dtype)
     channels = self.width
-    for i in range(num_downsamplings(self.resolution, self.final_size)):
+    num_blocks = num_downsamplings(self.resolution, self.final_size)
+    for i in range(num_blocks):
       x = apply(nn.Conv(channels, (4, 4), strides=(2, 2), padding="SAME",
                         use_bias=i == 0 or not self.batch_norm, kernel_init=dcgan_init,
                         dtype=self.dtype, name=f"down{i}",
@@ -133,12 +138,17 @@ class Discriminator(nn.Module):
       if i > 0 and self.batch_norm:
         x = batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)
+      if i == num_blocks - features:
+        hidden = x
       if self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
       channels *= 2
+    if self.minibatch_std:  # how much the images of a group differ, as one more channel
+      x = layers.minibatch_std(x, self.minibatch_std)
     x = x.reshape(x.shape[0], -1)
     logit = apply(nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit"), x)
-    return logit[:, 0].astype(jnp.float32)
+    logit = logit[:, 0].astype(jnp.float32)
+    return (logit, hidden.astype(jnp.float32)) if features else logit
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -146,6 +156,9 @@ def check(config: ml_collections.ConfigDict) -> None:
   model = config.model
   if not 0.0 <= model.d_dropout < 1.0:
     raise ConfigError(f"model.d_dropout={model.d_dropout} must be in [0, 1)")
+  if model.get("d_minibatch_std", False) and model.get("d_minibatch_std_group", 4) < 1:
+    raise ConfigError(f"model.d_minibatch_std_group={model.d_minibatch_std_group} must be >= 1 "
+                      "(StyleGAN uses 4)")
   if model.get("conv_impl", "auto") not in fast_conv.IMPLS:
     raise ConfigError(f"model.conv_impl={model.get('conv_impl')!r} is not one of "
                       f"{', '.join(fast_conv.IMPLS)}")
@@ -173,6 +186,9 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = None
   discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
                                 batch_norm=model.d_batch_norm, final_size=model.d_final_size,
                                 dropout=model.d_dropout,
-                                spectral_norm=model.d_spectral_norm, dtype=dtype,
+                                spectral_norm=model.d_spectral_norm,
+                                minibatch_std=(model.get("d_minibatch_std_group", 4)
+                                               if model.get("d_minibatch_std", False) else 0),
+                                dtype=dtype,
                                 conv_impl=conv_impl, conv_dtype=conv_dtype, axis_name=axis_name)
   return generator, discriminator

@@ -1,6 +1,7 @@
 """Detectors for the ways a GAN run goes wrong, checked at log and sample time.
 
-(a) D overpowering G: D(G(z)) stays near 0 while the generator loss climbs.
+(a) D overpowering G: D rejects nearly every fake while the generator loss
+    climbs, judged by a signal valid for the run's loss (`OVERPOWERING_SIGNALS`).
 (b) Mode collapse: the fixed-noise samples become much less varied than real faces.
 (c) Non-finite losses: no finite loss in a whole log interval stops the run.
 
@@ -13,6 +14,7 @@ to stop.
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +29,7 @@ def check_config(monitor: ml_collections.ConfigDict) -> None:
   """Raise ConfigError for `config.monitor` values the detectors cannot use."""
   if not 0.0 <= monitor.d_fake_threshold < 1.0:
     raise ConfigError(f"monitor.d_fake_threshold={monitor.d_fake_threshold} must be in [0, 1) "
-                      "(a mean D(G(z)), e.g. 0.03; 0 = off)")
+                      "(a mean D(G(z)) or share of fakes D calls real, e.g. 0.03; 0 = off)")
   if monitor.patience < 1:
     raise ConfigError(f"monitor.patience={monitor.patience} must be >= 1 (log lines in a row)")
   if monitor.diversity_fraction < 0:
@@ -52,34 +54,84 @@ def mean_pairwise_distance(images: jax.Array) -> jax.Array:
   return jnp.sum(distances * (1.0 - jnp.eye(n))) / (n * (n - 1))
 
 
-class DOverpowering:
-  """D(G(z)) below `threshold` for `patience` logs in a row, with g_loss higher than at the start.
+class OverpoweringSignal(NamedTuple):
+  """How much of G's output still passes D, read from one log line's metrics (0: none)."""
+  description: str                            # for the start-up line and the warning
+  passing: Callable[[dict[str, float]], float]
 
-  A GAN whose discriminator wins outright gives the generator vanishing
-  gradients: d_fake sinks to ~0 and g_loss keeps rising instead of oscillating.
+
+# The step's metrics per loss (training/losses.py, d_metrics). The BCE losses
+# keep their historical signal, D(G(z)), a probability; LSGAN and hinge have no
+# probabilities, but a decision boundary (0.5 and 0), so the share of fakes D
+# classifies as real is valid for them. A Wasserstein critic has none: its
+# scores are shift-invariant, and a critic trained close to optimality is what
+# WGAN-GP wants (its gradients stay useful), so the detector is off for it.
+_BCE = OverpoweringSignal("mean D(G(z))", lambda s: s["d_fake"])
+_FOOLED = OverpoweringSignal("share of fakes D classifies as real (1 - d_fake_acc)",
+                             lambda s: 1.0 - s["d_fake_acc"])
+OVERPOWERING_SIGNALS = {"ns": _BCE, "minimax": _BCE, "lsgan": _FOOLED, "hinge": _FOOLED}
+LABELLED_LOSSES = ("ns", "minimax", "lsgan")  # label smoothing is a remedy only for these
+OFF_REASONS = {"wgan-gp": "a Wasserstein critic has no decision boundary (its scores shift "
+                          "freely) and is meant to be trained close to optimality"}
+
+
+class DOverpowering:
+  """G's images pass D less than `threshold` for `patience` logs in a row, with g_loss
+  higher than at the start of the streak.
+
+  A GAN whose discriminator wins outright gives the generator vanishing or
+  useless gradients: its fakes stop passing D (for BCE, D(G(z)) sinks to ~0)
+  and g_loss keeps rising instead of oscillating. What "passing" means depends
+  on the loss (`OVERPOWERING_SIGNALS`); for a loss with no signal, or
+  threshold 0, the detector is off and says so in `describe`.
   """
 
   name = "d_overpowering"
 
-  def __init__(self, threshold: float, patience: int):
-    self.threshold, self.patience = threshold, patience
+  def __init__(self, threshold: float, patience: int, loss_name: str = "ns"):
+    self.threshold, self.patience, self.loss_name = threshold, patience, loss_name
+    self.signal = OVERPOWERING_SIGNALS.get(loss_name) if threshold else None
     self._streak_g_losses: list[float] = []
     self.active = False
 
+  @property
+  def enabled(self) -> bool:
+    return self.signal is not None
+
+  def describe(self) -> str:
+    """One start-up line: what the detector watches, or why it is off."""
+    if not self.threshold:
+      return "D-overpowering detector off (monitor.d_fake_threshold=0)"
+    if self.signal is None:
+      reason = OFF_REASONS.get(self.loss_name, "no signal is defined for this loss")
+      return (f"D-overpowering detector off for loss.name={self.loss_name}: {reason}; "
+              "watch d_real_logit - d_fake_logit and the samples instead")
+    return (f"D-overpowering detector: {self.signal.description} < {self.threshold} for "
+            f"{self.patience} logs in a row while g_loss rises")
+
   def update(self, step: int, scalars: dict[str, float]) -> str | None:
     """Feed one log line; returns a warning when the condition starts to hold."""
-    if scalars["d_fake"] < self.threshold:
+    if self.signal is None or "g_loss" not in scalars:
+      return None
+    try:
+      passing = self.signal.passing(scalars)
+    except KeyError:  # a step that does not log this loss's metrics: nothing to judge
+      return None
+    if passing < self.threshold:
       self._streak_g_losses.append(scalars["g_loss"])
     else:
       self._streak_g_losses = []
-    losses = self._streak_g_losses
-    was_active = self.active
-    self.active = len(losses) >= self.patience and losses[-1] > losses[-self.patience]
+    losses, was_active = self._streak_g_losses, self.active
+    # It starts when g_loss has risen over the last `patience` logs and lasts while D keeps
+    # rejecting the fakes: a saturated g_loss (LSGAN's stays near 0.5) does not end it.
+    self.active = len(losses) >= self.patience and (
+        was_active or losses[-1] > losses[-self.patience])
     if self.active and not was_active:
-      return (f"step {step}: discriminator overpowering the generator: d_fake < "
-              f"{self.threshold} for {len(losses)} logs while g_loss rose "
-              f"{losses[-self.patience]:.3f} -> {losses[-1]:.3f}. Try a lower optim.d_lr or "
-              "higher optim.g_lr, label smoothing or instance noise, or a smaller D "
+      smoothing = "label smoothing or " if self.loss_name in LABELLED_LOSSES else ""
+      return (f"step {step}: discriminator overpowering the generator: "
+              f"{self.signal.description} < {self.threshold} for {len(losses)} logs while "
+              f"g_loss rose {losses[-self.patience]:.3f} -> {losses[-1]:.3f}. Try a lower "
+              f"optim.d_lr or higher optim.g_lr, {smoothing}instance noise, or a smaller D "
               "(model.d_width, model.d_dropout).")
     return None
 
@@ -110,8 +162,9 @@ class ModeCollapse:
     if self.active and not was_active:
       return (f"step {step}: mode collapse: fixed-noise samples are {ratio:.2f} times as "
               f"diverse as real faces (threshold {self.fraction}). Try an earlier "
-              "checkpoint, a lower optim.g_lr, minibatch-std / more D capacity, or "
-              "fewer training steps.")
+              "checkpoint, a lower optim.g_lr, D's minibatch-std channel "
+              "(--config.model.d_minibatch_std=True) or more D capacity, or fewer training "
+              "steps.")
     return None
 
 

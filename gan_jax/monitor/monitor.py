@@ -25,7 +25,7 @@ from absl import logging
 from gan_jax import cadence
 from gan_jax import images as image_lib
 from gan_jax.errors import NonFiniteLossError
-from gan_jax.monitor import collapse
+from gan_jax.monitor import collapse, progress
 from gan_jax.monitor.writer import SAMPLES_DIR, RunWriter
 
 
@@ -117,14 +117,18 @@ class Monitor:
     self.writer = RunWriter(self.workdir, steps_per_epoch, active=self.is_writer)
     self._progress = (_progress_reporter(self.num_steps, self.writer.summary)
                       if self.is_writer else None)
+    # The bar on a terminal (process 0); its losses are the log steps' fetched averages.
+    self.progress = progress.TrainProgress(self.num_steps, self.batch_size, enabled=self.is_writer)
     self._last_log: tuple[int, float] | None = None
     self._closed = False
     self.should_stop = False
     monitor = config.monitor
-    self.d_overpowering = collapse.DOverpowering(monitor.d_fake_threshold, monitor.patience)
+    self.d_overpowering = collapse.DOverpowering(monitor.d_fake_threshold, monitor.patience,
+                                                 config.loss.name)
     data_diversity = float(collapse.mean_pairwise_distance(jnp.asarray(real_images)))
     self.mode_collapse = collapse.ModeCollapse(monitor.diversity_fraction, data_diversity)
     if self.is_writer:
+      logging.info("%s", self.d_overpowering.describe())
       logging.info("diversity of %d real faces: %.3f (mode-collapse warning below %.3f)",
                    len(real_images), data_diversity, monitor.diversity_fraction * data_diversity)
 
@@ -139,6 +143,7 @@ class Monitor:
       self._progress(step)
     if self.is_log_step(step):
       self._log(step, state)
+    self.progress.update(step)
 
   def _learning_rates(self, state) -> dict[str, float]:
     """Read from the optimiser states when they hold a schedule's value, else from the config."""
@@ -177,12 +182,18 @@ class Monitor:
     self.writer.write_scalars(step, scalars)
     if self.is_writer:
       logging.info("%s%s", self._console_line(step, scalars), eta)
+      self.progress.show(step, scalars)
     self._warn(warning)
 
   def _console_line(self, step: int, s: Mapping[str, float]) -> str:
     line = (f"step {step}/{self.num_steps} (epoch {step / self.steps_per_epoch:.2f}): "
-            f"d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f} "
-            f"d_real={s['d_real']:.3f} d_fake={s['d_fake']:.3f}")
+            f"d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f}")
+    # D's outputs as the loss reads them (training/losses.py): probabilities or raw outputs.
+    for name in ("d_real", "d_fake", "d_real_logit", "d_fake_logit", "d_real_acc", "d_fake_acc"):
+      if name in s:
+        line += f" {name}={s[name]:.3f}"
+    if "recon_loss" in s:  # a VAE-GAN's (training/vaegan_step.py)
+      line += f" recon={s['recon_loss']:.4f} kl={s['kl']:.4f}"
     if "g_grad_norm" in s:
       line += f" grad_norm g={s['g_grad_norm']:.3g} d={s['d_grad_norm']:.3g}"
     line += f" lr g={s['g_lr']:.3g} d={s['d_lr']:.3g}"
@@ -208,6 +219,21 @@ class Monitor:
     })
     self._warn(warning)
 
+  def reconstructions(self, step: int, real: np.ndarray, reconstructed: jax.Array) -> None:
+    """Write a VAE-GAN's fixed real faces above their reconstructions (PNG + TensorBoard)."""
+    if not self.is_writer:
+      return
+    real = image_lib.to_uint8(real)
+    reconstructed = image_lib.to_uint8(jax.device_get(reconstructed))
+    columns = min(8, len(real))
+    rows = [part[start:start + columns] for start in range(0, len(real) - columns + 1, columns)
+            for part in (real, reconstructed)]
+    grid = image_lib.make_grid(np.concatenate(rows), columns=columns)
+    path = image_lib.save_png(self.workdir / SAMPLES_DIR / "reconstructions" /
+                              f"step_{step:07d}.png", grid)
+    logging.info("wrote %s (real faces above their reconstructions)", path)
+    self.writer.write_images(step, {"reconstructions": grid})
+
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     """Log scalars measured outside the train step (e.g. eval/fid): TensorBoard and metrics.jsonl."""
     self.writer.write_scalars(step, scalars)
@@ -225,6 +251,7 @@ class Monitor:
     if self._closed:
       return
     self._closed = True
+    self.progress.close()
     self.writer.close()
     if self.is_writer:
       try:

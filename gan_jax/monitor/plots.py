@@ -3,8 +3,10 @@
   python -m gan_jax.plots WORKDIR
 
 reads WORKDIR/metrics.jsonl and WORKDIR/samples/step_*.png and writes
-WORKDIR/plots/losses.png, d_scores.png and progress.gif. Training calls this
-at its end too.
+WORKDIR/plots/losses.png, d_scores.png (D(x) and D(G(z)) for the BCE losses,
+D's raw mean outputs for the others), d_accuracy.png (the share of real and
+fake images D classifies correctly) and progress.gif. Training calls this at
+its end too.
 """
 
 from __future__ import annotations
@@ -109,6 +111,33 @@ def progress_gif(path: pathlib.Path, grids: list[tuple[int, pathlib.Path]],
   return path
 
 
+def has(records: list[dict], name: str) -> bool:
+  return any(name in r for r in records)
+
+
+def d_plots(out: pathlib.Path, records: list[dict]) -> list[pathlib.Path]:
+  """D's outputs as its loss reads them (training/losses.py, d_metrics), and its accuracies."""
+  written = []
+  if has(records, "d_real"):  # BCE losses: probabilities
+    written.append(plot_curves(out / "d_scores.png", records,
+                               {"d_real": "D(x), real faces", "d_fake": "D(G(z)), generated"},
+                               "Discriminator outputs", "mean D output (probability real)",
+                               ylim=(0.0, 1.0), hlines={"0.5 (D undecided)": 0.5}))
+  elif has(records, "d_real_logit"):  # lsgan, hinge, wgan-gp: scores, not probabilities
+    written.append(plot_curves(out / "d_scores.png", records,
+                               {"d_real_logit": "real faces", "d_fake_logit": "generated"},
+                               "Discriminator outputs (raw, not probabilities)",
+                               "mean D output"))
+  if has(records, "d_real_acc"):
+    written.append(plot_curves(out / "d_accuracy.png", records,
+                               {"d_real_acc": "real faces called real",
+                                "d_fake_acc": "generated faces called fake"},
+                               "Discriminator accuracy (by the loss's decision boundary)",
+                               "share classified correctly", ylim=(0.0, 1.02),
+                               hlines={"0.5 (chance)": 0.5}))
+  return written
+
+
 def write_plots(workdir: str | pathlib.Path) -> list[pathlib.Path]:
   """Write every plot that the run's files allow; returns their paths."""
   workdir = pathlib.Path(workdir)
@@ -119,10 +148,13 @@ def write_plots(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     written.append(plot_curves(out / "losses.png", records,
                                {"d_loss": "discriminator loss", "g_loss": "generator loss"},
                                "Losses (averaged over each log interval)", "loss"))
-    written.append(plot_curves(out / "d_scores.png", records,
-                               {"d_real": "D(x), real faces", "d_fake": "D(G(z)), generated"},
-                               "Discriminator outputs", "mean D output (probability real)",
-                               ylim=(0.0, 1.0), hlines={"0.5 (D undecided)": 0.5}))
+    written.extend(d_plots(out, records))
+    if has(records, "recon_loss"):  # a VAE-GAN (training/vaegan_step.py)
+      written.append(plot_curves(out / "vae.png", records,
+                                 {"recon_loss": "reconstruction error in D's features",
+                                  "recon_pixel_mse": "reconstruction pixel MSE",
+                                  "kl": "KL(q(z|x) || N(0, I)) per latent dim"},
+                                 "VAE-GAN: reconstruction and prior terms", "value"))
   grids = sample_grids(workdir / SAMPLES_DIR)
   if grids:
     written.append(progress_gif(out / "progress.gif", grids))

@@ -12,6 +12,11 @@ up to 1/8 of the side, zero padding) and 'cutout' (zero a square of half the
 side), combined as a comma-separated string such as "color,translation,cutout".
 Each operation takes the images and its per-image parameters as uniforms in
 [0, 1) of shape (N, k), so it can be tested on chosen values.
+
+Adaptive augmentation (ADA, Karras et al. 2020) applies each group of the
+policy to each image only with a probability p, which `regularizers.ada_update`
+moves during training: `apply(..., p=p)` reads one more uniform per group as
+its gate.
 """
 
 from __future__ import annotations
@@ -89,15 +94,41 @@ def parse_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
   return names
 
 
-def augment(images: jax.Array, key: jax.Array, policy: str | Sequence[str]) -> jax.Array:
-  """Apply every augmentation of `policy` in order, with per-image parameters from `key`."""
-  operations = [op for name in parse_policy(policy) for op in AUGMENTATIONS[name]]
-  if not operations:
+def num_uniforms(policy: str | Sequence[str], gated: bool = False) -> int:
+  """Uniforms per image that `apply` reads: the operations' parameters, then one gate per group."""
+  names = parse_policy(policy)
+  return (sum(size for name in names for _, size in AUGMENTATIONS[name])
+          + (len(names) if gated else 0))
+
+
+def apply(images: jax.Array, u: jax.Array, policy: str | Sequence[str],
+          p: jax.Array | None = None) -> jax.Array:
+  """Apply every augmentation of `policy` in order, with per-image parameters `u`.
+
+  `u` is (N, num_uniforms(policy, gated=p is not None)) in [0, 1). With a
+  probability `p` (ADA), each group of `policy` ("color", ...) changes an image
+  only where that image's gate uniform, in the last columns of `u`, is below p.
+  """
+  names = parse_policy(policy)
+  offset, gates = 0, num_uniforms(names)
+  for group, name in enumerate(names):
+    augmented = images
+    for op, size in AUGMENTATIONS[name]:
+      augmented = op(augmented, u[:, offset:offset + size])
+      offset += size
+    if p is None:
+      images = augmented
+    else:
+      gate = u[:, gates + group] < p
+      images = jnp.where(gate[:, None, None, None], augmented, images)
+  return images
+
+
+def augment(images: jax.Array, key: jax.Array, policy: str | Sequence[str],
+            p: jax.Array | None = None) -> jax.Array:
+  """`apply` with per-image parameters (and gates, with `p`) drawn from `key`."""
+  if not parse_policy(policy):
     return images
   # One draw for all parameters: each random op is costly to compile on a CPU.
-  u = jax.random.uniform(key, (images.shape[0], sum(size for _, size in operations)))
-  offset = 0
-  for op, size in operations:
-    images = op(images, u[:, offset:offset + size])
-    offset += size
-  return images
+  u = jax.random.uniform(key, (images.shape[0], num_uniforms(policy, gated=p is not None)))
+  return apply(images, u, policy, p)

@@ -3,8 +3,10 @@
 `GAN.from_config(config)` checks the config and builds the networks (by
 `model.name`), both optimisers, the loss and the training techniques; the
 train step (`step.py`) reads them as Python values, so an option that is off
-adds nothing to the compiled program. `GAN.sample` is the one place that picks
-the weights to sample with (the EMA of G's weights when the run keeps one).
+adds nothing to the compiled program. `GAN.sampling_variables` is the one place
+that picks the variables to sample with: the EMA of G's weights when the run
+keeps one, with G's running batch statistics or, with
+`train.ema_batch_stats=recompute`, statistics of the EMA's own (ema_stats.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import optax
 from gan_jax import models
 from gan_jax.config.checks import validate_config
 from gan_jax.parallel import BATCH_AXIS
-from gan_jax.training import augment, losses, optim
+from gan_jax.training import augment, ema_stats, losses, optim, regularizers
 from gan_jax.training.state import GANState
 
 
@@ -49,6 +51,18 @@ class GAN:
   balance_margin: float = 0.0       # > 0: train only the weaker net when losses differ this much
   ema_decay: float = 0.0            # EMA of G's params (0 = off)
   ema_rampup: bool = False
+  # Regularisers for small data sets (regularizers.py); 0 = off.
+  ada_target: float = 0.0           # ADA: target of E[sign(D(x))] on the reals
+  ada_interval: int = 4             # ADA: steps between adjustments of p
+  ada_adjustment: float = 0.0       # ADA: how far p moves per adjustment
+  lecam_weight: float = 0.0         # LeCam regularisation's weight
+  lecam_decay: float = 0.99         # LeCam: decay of the averages of D's logits
+  bcr_real: float = 0.0             # bCR: weight of the consistency on reals
+  bcr_fake: float = 0.0             # bCR: ... and on fakes
+  bcr_policy: tuple[str, ...] = ("translation",)  # bCR: the augmentation T
+  ema_batch_stats: str = "live"     # the EMA's batch-norm statistics: live | recompute
+  ema_stats_batches: int = 8        # recompute: batches of fixed latents ...
+  ema_stats_batch_size: int = 128   # ... of this many latents each
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "GAN":
@@ -79,10 +93,57 @@ class GAN:
         balance_margin=train.balance_margin,
         ema_decay=train.ema_decay,
         ema_rampup=train.ema_rampup,
+        ada_target=config.augment.ada_target,
+        ada_interval=config.augment.ada_interval,
+        ada_adjustment=regularizers.ada_adjustment(train.batch_size, config.augment.ada_interval,
+                                                   config.augment.ada_kimg),
+        lecam_weight=loss.lecam_weight,
+        lecam_decay=loss.lecam_decay,
+        bcr_real=loss.bcr_real,
+        bcr_fake=loss.bcr_fake,
+        bcr_policy=augment.parse_policy(loss.bcr_augment),
+        ema_batch_stats=train.get("ema_batch_stats", "live"),
+        ema_stats_batches=train.get("ema_stats_batches", 8),
+        ema_stats_batch_size=train.get("ema_stats_batch_size", 0) or train.batch_size,
     )
 
+  @property
+  def regularizes_d(self) -> bool:
+    """Whether LeCam or bCR adds to D's loss."""
+    return bool(self.lecam_weight or self.bcr_real or self.bcr_fake)
+
+  @property
+  def global_views(self) -> bool:
+    """Whether ADA or bCR draws augmentations (for the global batch)."""
+    return bool(self.ada_target or self.bcr_real or self.bcr_fake)
+
+  @property
+  def regularizes(self) -> bool:
+    """Whether any of ADA, LeCam and bCR is on (the step then passes them their inputs)."""
+    return bool(self.ada_target or self.regularizes_d)
+
+  def sampling_variables(self, state: GANState) -> dict:
+    """G's variables to sample with: {'params': ..., 'batch_stats': ...}.
+
+    The EMA of G's weights when the run keeps one, else G's. The EMA samples
+    with G's running batch statistics (`ema_batch_stats='live'`) or with its
+    own, re-estimated here on fixed latents (`'recompute'`: a few forward
+    passes, so callers that sample many batches compute this once).
+    """
+    if state.ema_g_params is None:
+      return {"params": state.g_params, "batch_stats": state.g_batch_stats}
+    if self.ema_batch_stats == "live" or not jax.tree.leaves(state.g_batch_stats):
+      return {"params": state.ema_g_params, "batch_stats": state.g_batch_stats}
+    latents = ema_stats.stats_latents(self.ema_stats_batches, self.ema_stats_batch_size,
+                                      self.latent_dim)
+    return {"params": state.ema_g_params,
+            "batch_stats": ema_stats.recompute(self.generator, state.ema_g_params,
+                                               state.g_batch_stats, latents)}
+
+  def sample_with(self, variables: dict, z: jax.Array) -> jax.Array:
+    """Images in [-1, 1] from latents z, G in inference mode with `variables`."""
+    return self.generator.apply(variables, z, train=False)
+
   def sample(self, state: GANState, z: jax.Array) -> jax.Array:
-    """Images in [-1, 1] from latents z, with G in inference mode (running batch stats)."""
-    params = state.ema_g_params if state.ema_g_params is not None else state.g_params
-    return self.generator.apply({"params": params, "batch_stats": state.g_batch_stats}, z,
-                                train=False)
+    """Images in [-1, 1] from latents z with the state's `sampling_variables`."""
+    return self.sample_with(self.sampling_variables(state), z)

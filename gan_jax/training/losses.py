@@ -5,6 +5,12 @@ fake_target)` and `g_loss(fake_logits)`, both returning a scalar mean over the
 local batch. The targets (1 for real, 0 for fake unless smoothed or flipped)
 are only read by the losses that have `label_targets`; hinge and Wasserstein
 losses have no labels to smooth.
+
+Each loss also says what D's logits mean (`d_metrics`): the BCE losses log
+D(x) and D(G(z)) as probabilities (`d_real`, `d_fake`); the others log D's raw
+mean outputs (`d_real_logit`, `d_fake_logit`), which are not probabilities.
+Every loss logs the share of real and fake images D classifies correctly by
+its own decision boundary (`d_real_acc`, `d_fake_acc`; docs/options.md).
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
 
 
 class GANLoss(NamedTuple):
   d_loss: Callable[..., jax.Array]
   g_loss: Callable[[jax.Array], jax.Array]
+  # (real_logits, fake_logits, axis_name=None) -> the step's metrics of D's outputs.
+  d_metrics: Callable[..., dict[str, jax.Array]]
   label_targets: bool = True   # whether d_loss reads the real/fake targets
 
 
@@ -70,13 +79,71 @@ def critic_g_loss(fake_logits):
   return -jnp.mean(fake_logits)
 
 
+# --- what D's outputs say, per loss (the step's metrics) ---
+
+def _share(correct: jax.Array) -> jax.Array:
+  return jnp.mean(correct.astype(jnp.float32))
+
+
+def accuracies(real_logits, fake_logits, boundary) -> dict[str, jax.Array]:
+  """Share of real outputs above `boundary` (called real) and of fake outputs not above it."""
+  return {"d_real_acc": _share(real_logits > boundary),
+          "d_fake_acc": _share(~(fake_logits > boundary))}
+
+
+def bce_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.Array]:
+  """D(x), D(G(z)) (mean probability of 'real') and accuracies at logit 0 (probability 1/2)."""
+  del axis_name  # the boundary is absolute
+  return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+          "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+          **accuracies(real_logits, fake_logits, 0.0)}
+
+
+def raw_outputs(real_logits, fake_logits) -> dict[str, jax.Array]:
+  return {"d_real_logit": jnp.mean(real_logits), "d_fake_logit": jnp.mean(fake_logits)}
+
+
+def lsgan_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.Array]:
+  """Mean outputs and accuracies at 0.5, halfway between the fake target 0 and G's target 1.
+
+  With label smoothing D's real target is lower, but 0.5 stays the boundary:
+  the metric does not change meaning with loss.real_label.
+  """
+  del axis_name
+  return {**raw_outputs(real_logits, fake_logits), **accuracies(real_logits, fake_logits, 0.5)}
+
+
+def hinge_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.Array]:
+  """Mean outputs and accuracies at 0, the middle of the margins [-1, 1]."""
+  del axis_name
+  return {**raw_outputs(real_logits, fake_logits), **accuracies(real_logits, fake_logits, 0.0)}
+
+
+def wasserstein_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.Array]:
+  """Mean scores and accuracies at the batch's midpoint between the mean real and fake score.
+
+  A critic's scores have no absolute boundary (adding a constant changes
+  neither its loss nor its penalty), so these accuracies measure only how well
+  the scores separate: about 0.5 when real and fake scores overlap, 1 when
+  every real score lies above the midpoint and every fake one below it. The
+  midpoint is that of the global batch (averaged over `axis_name`), so the
+  device count does not change it.
+  """
+  means = raw_outputs(real_logits, fake_logits)
+  if axis_name is not None:
+    means = lax.pmean(means, axis_name)
+  midpoint = 0.5 * (means["d_real_logit"] + means["d_fake_logit"])
+  return {**raw_outputs(real_logits, fake_logits), **accuracies(real_logits, fake_logits, midpoint)}
+
+
 LOSSES = {
-    "ns": GANLoss(ns_d_loss, ns_g_loss),
-    "minimax": GANLoss(ns_d_loss, minimax_g_loss),
-    "lsgan": GANLoss(lsgan_d_loss, lsgan_g_loss),
-    "hinge": GANLoss(hinge_d_loss, critic_g_loss, label_targets=False),
+    "ns": GANLoss(ns_d_loss, ns_g_loss, bce_d_metrics),
+    "minimax": GANLoss(ns_d_loss, minimax_g_loss, bce_d_metrics),
+    "lsgan": GANLoss(lsgan_d_loss, lsgan_g_loss, lsgan_d_metrics),
+    "hinge": GANLoss(hinge_d_loss, critic_g_loss, hinge_d_metrics, label_targets=False),
     # The gradient penalty is added by the train step (it needs D itself).
-    "wgan-gp": GANLoss(wasserstein_d_loss, critic_g_loss, label_targets=False),
+    "wgan-gp": GANLoss(wasserstein_d_loss, critic_g_loss, wasserstein_d_metrics,
+                       label_targets=False),
 }
 
 

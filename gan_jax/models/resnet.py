@@ -1,0 +1,225 @@
+"""Residual generator and discriminator (SNGAN, Miyato et al. 2018; BigGAN's widths).
+
+G projects z to a 4x4 map, then doubles it with residual up-blocks
+(BN -> ReLU -> 2x nearest upsampling -> 3x3 conv -> BN -> ReLU -> 3x3 conv,
+plus a 1x1-conv shortcut), and ends in BN -> ReLU -> 3x3 conv -> tanh. D halves
+the image with residual down-blocks (ReLU -> 3x3 conv -> ReLU -> 3x3 conv ->
+2x2 average pooling, plus a 1x1-conv shortcut; the first block without the
+leading ReLU, SNGAN's "optimized block"), adds one block at 4x4 that keeps the
+size (as SNGAN's and BigGAN's discriminators do), then ReLU, a sum over the
+positions and a dense logit. Every convolution and dense layer of D is spectrally
+normalised; D has no batch norm, so its output for an image does not depend on
+the rest of the batch (gradient penalties are per-example).
+
+Widths: `width` is the channels of G's last block and D's first, as in the DCGAN
+family; the other blocks multiply it by the per-resolution factors below.
+16 px (two blocks each way) exists for fast tests and smoke runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from gan_jax.errors import ConfigError
+from gan_jax.models import fast_conv
+from gan_jax.models.dcgan import batch_norm
+
+START_SIZE = 4
+# Channels / width of G's 4x4 map and after each up-block (one block per doubling):
+# constant at 16 and 32 px (SNGAN's CIFAR networks), BigGAN's halving ladders above.
+G_MULTIPLIERS = {16: (1, 1, 1), 32: (1, 1, 1, 1), 64: (16, 8, 4, 2, 1),
+                 128: (16, 16, 8, 4, 2, 1)}
+# Channels / width after each of D's down-blocks, then of its last block (at 4x4).
+D_MULTIPLIERS = {16: (1, 1, 1), 32: (1, 1, 1, 1), 64: (1, 2, 4, 8, 16),
+                 128: (1, 2, 4, 8, 16, 16)}
+RESOLUTIONS = tuple(sorted(G_MULTIPLIERS))
+
+# SNGAN's initialisation (Glorot uniform) for every weight.
+resnet_init = nn.initializers.xavier_uniform()
+
+
+def upsample2x(x: jnp.ndarray) -> jnp.ndarray:
+  """Nearest-neighbour 2x upsampling of NHWC maps."""
+  n, h, w, c = x.shape
+  return jnp.broadcast_to(x[:, :, None, :, None], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
+
+
+def pool2x(x: jnp.ndarray) -> jnp.ndarray:
+  """2x2 average pooling (stride 2) of NHWC maps with even sides."""
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def conv_fn(conv_dtype: Any) -> Callable:
+  """lax.conv_general_dilated for nn.Conv, the products' operands in `conv_dtype` (None:
+  the computation dtype) summed in float32 (train.conv_dtype, the fast CPU mode)."""
+  return functools.partial(fast_conv.conv_general_dilated, operand_dtype=conv_dtype)
+
+
+class UpBlock(nn.Module):
+  """(N, H, W, C) -> (N, 2H, 2W, features): BN, ReLU, upsample, conv, BN, ReLU, conv + shortcut."""
+  features: int
+  batch_norm: bool = True
+  dtype: Any = jnp.float32
+  conv_dtype: Any = None
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    def conv(features, size, use_bias, name):
+      return nn.Conv(features, (size, size), padding="SAME", use_bias=use_bias,
+                     kernel_init=resnet_init, dtype=self.dtype,
+                     conv_general_dilated=conv_fn(self.conv_dtype), name=name)
+
+    def norm_relu(h, name):
+      if self.batch_norm:
+        h = batch_norm(train, self.dtype, self.axis_name, name=name)(h)
+      return nn.relu(h)
+
+    h = upsample2x(norm_relu(x, "bn0"))
+    h = conv(self.features, 3, not self.batch_norm, "conv0")(h)  # BN's shift is its bias
+    # The block's output feeds the next batch norm (the next block's bn0 or G's bn_out),
+    # whose shift is the bias: biases here would get only rounding noise as gradients,
+    # which Adam scales up to full-size steps.
+    h = conv(self.features, 3, not self.batch_norm, "conv1")(norm_relu(h, "bn1"))
+    # A 1x1 conv commutes with nearest upsampling: convolve the small map, 4x cheaper.
+    return h + upsample2x(conv(self.features, 1, not self.batch_norm, "shortcut")(x))
+
+
+def spectral(layer: nn.Module, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+  """layer(x) with its kernel divided by its top singular value; the power-iteration
+  vector lives in 'batch_stats' and advances in every training forward."""
+  return nn.SpectralNorm(layer, name=f"{layer.name}_sn")(x, update_stats=train)
+
+
+class DownBlock(nn.Module):
+  """(N, H, W, C) -> (N, H/2, W/2, features), or the same size without `downsample`."""
+  features: int
+  first: bool = False       # SNGAN's optimized block: no ReLU on the input image
+  downsample: bool = True
+  dtype: Any = jnp.float32
+  conv_dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    def conv(features, size, name):
+      return nn.Conv(features, (size, size), padding="SAME", kernel_init=resnet_init,
+                     dtype=self.dtype, conv_general_dilated=conv_fn(self.conv_dtype), name=name)
+
+    h = x if self.first else nn.relu(x)
+    h = spectral(conv(self.features, 3, "conv0"), h, train)
+    h = spectral(conv(self.features, 3, "conv1"), nn.relu(h), train)
+    shortcut = x
+    if self.downsample:
+      h, shortcut = pool2x(h), pool2x(x)  # pooling before the 1x1 conv: the same, 4x cheaper
+    if self.downsample or x.shape[-1] != self.features:
+      shortcut = spectral(conv(self.features, 1, "shortcut"), shortcut, train)
+    return h + shortcut
+
+
+def num_blocks(resolution: int) -> int:
+  """Up-blocks of G (= down-blocks of D) from 4x4 to `resolution`."""
+  return len(G_MULTIPLIERS[resolution]) - 1
+
+
+class Generator(nn.Module):
+  """z (N, latent_dim) -> images (N, resolution, resolution, 3) in [-1, 1]."""
+  resolution: int = 32
+  width: int = 128         # channels of the last up-block; G_MULTIPLIERS for the others
+  batch_norm: bool = True
+  dtype: Any = jnp.float32  # computation dtype; params stay float32
+  conv_dtype: Any = None    # operand dtype of the convolutions' products (None: dtype)
+  axis_name: str | None = None  # mapped axis whose devices share batch-norm statistics
+
+  @nn.compact
+  def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    channels = [self.width * m for m in G_MULTIPLIERS[self.resolution]]
+    x = nn.Dense(START_SIZE * START_SIZE * channels[0], kernel_init=resnet_init,
+                 dtype=self.dtype, name="project")(z.astype(self.dtype))
+    x = x.reshape(z.shape[0], START_SIZE, START_SIZE, channels[0])
+    for i, features in enumerate(channels[1:]):
+      x = UpBlock(features, self.batch_norm, self.dtype, self.conv_dtype, self.axis_name,
+                  name=f"up{i}")(x, train)
+    if self.batch_norm:
+      x = batch_norm(train, self.dtype, self.axis_name, name="bn_out")(x)
+    x = nn.Conv(3, (3, 3), padding="SAME", kernel_init=resnet_init, dtype=self.dtype,
+                conv_general_dilated=conv_fn(self.conv_dtype), name="to_rgb")(nn.relu(x))
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Discriminator(nn.Module):
+  """images (N, resolution, resolution, 3) in [-1, 1] -> one logit per image (N,)."""
+  resolution: int = 32
+  width: int = 128          # channels of the first down-block; D_MULTIPLIERS for the others
+  dtype: Any = jnp.float32
+  conv_dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+    if x.shape[1:] != (self.resolution, self.resolution, 3):
+      raise ValueError(f"discriminator for {self.resolution} px got images of shape {x.shape[1:]}")
+    x = x.astype(self.dtype)
+    multipliers = D_MULTIPLIERS[self.resolution]
+    for i, multiplier in enumerate(multipliers):
+      x = DownBlock(self.width * multiplier, first=i == 0, downsample=i < len(multipliers) - 1,
+                    dtype=self.dtype, conv_dtype=self.conv_dtype, name=f"down{i}")(x, train)
+    features = jnp.sum(nn.relu(x), axis=(1, 2))  # global sum pooling (SNGAN)
+    logit = spectral(nn.Dense(1, kernel_init=resnet_init, dtype=self.dtype, name="logit"),
+                     features, train)
+    return logit[:, 0].astype(jnp.float32)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Raise ConfigError, in one line, for options this family cannot build."""
+  model, resolution = config.model, config.data.resolution
+  if resolution not in G_MULTIPLIERS:
+    raise ConfigError(f"model.name=resnet builds 32, 64 and 128 px faces (16 px for tests), not "
+                      f"data.resolution={resolution}; set --config.data.resolution to one of them")
+  # Every setting it does not take, with its fix, in one line: --config.model.name=resnet
+  # on a DCGAN config then needs one more try, not four.
+  conv_impl = model.get("conv_impl", "auto")
+  settings = [
+      (model.d_batch_norm, "model.d_batch_norm=True (its D has no batch norm)",
+       "--config.model.d_batch_norm=False"),
+      (not model.d_spectral_norm,
+       "model.d_spectral_norm=False (every layer of its D is spectrally normalised)",
+       "--config.model.d_spectral_norm=True"),
+      (model.d_dropout != 0, f"model.d_dropout={model.d_dropout} (its D has no dropout)",
+       "--config.model.d_dropout=0"),
+      (model.d_final_size != 0,
+       f"model.d_final_size={model.d_final_size} (its D sums over the 4x4 positions)",
+       "--config.model.d_final_size=0"),
+      (model.get("d_minibatch_std", False),
+       "model.d_minibatch_std=True (its D has no minibatch-std channel)",
+       "--config.model.d_minibatch_std=False"),
+      (conv_impl != "auto",
+       f"model.conv_impl={conv_impl} (it has no 4x4 stride-2 convolutions to rewrite)",
+       "--config.model.conv_impl=auto"),
+  ]
+  refused = [(setting, fix) for wrong, setting, fix in settings if wrong]
+  if refused:
+    raise ConfigError(f"model.name=resnet does not take {', '.join(s for s, _ in refused)}; "
+                      f"set {' '.join(fix for _, fix in refused)} (configs/resnet32.py does)")
+
+
+def build(config: ml_collections.ConfigDict, axis_name: str | None = None
+          ) -> tuple[Generator, Discriminator]:
+  """The (generator, discriminator) pair that `config.model` describes.
+
+  `axis_name`: the mapped axis the trainer runs the step under; G's batch norm
+  averages its statistics over it (None: no cross-device averaging).
+  """
+  model, resolution = config.model, config.data.resolution
+  dtype = jnp.dtype(config.train.dtype)
+  conv_dtype = jnp.dtype(config.train.conv_dtype) if config.train.get("conv_dtype") else None
+  generator = Generator(resolution=resolution, width=model.g_width or model.width,
+                        batch_norm=model.g_batch_norm, dtype=dtype, conv_dtype=conv_dtype,
+                        axis_name=axis_name)
+  discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
+                                dtype=dtype, conv_dtype=conv_dtype)
+  return generator, discriminator
