@@ -27,8 +27,9 @@ def load_config(path):
                          ids=lambda r: r.name)
 def test_every_row_is_a_valid_run_of_its_config(row, tmp_path):
   args = type("Args", (), dict(out=tmp_path, faces="/faces", images=512_000, num_samples=5000,
-                               eval_batch=250))
+                               eval_batch=250, holdout=1000))
   train, evaluate, generate = results.commands(row, args)
+  assert "--config.data.holdout=1000" in train  # --holdout sets the faces aside in every row
   config = load_config(row.config)
   # The row's resolution and batch are its config's: equal images seen per resolution.
   assert (config.data.resolution, config.train.batch_size) == (row.resolution, row.batch)
