@@ -6,16 +6,10 @@ before the last, 8x8x256 as in the paper, is the learned similarity's feature la
 Batch 64 and a 128-d latent as in the paper.
 """
 
-from configs import default
+from configs import vaegan32
 
 
 def get_config():
-  config = default.get_config()
+  config = vaegan32.get_config()  # the same recipe; only the size differs
   config.data.resolution = 64
-  config.data.crop = "celeba"
-  config.model.name = "vaegan"
-  config.model.latent_dim = 128
-  config.model.width = 64
-  config.train.batch_size = 64
-  config.train.num_steps = 20_000
   return config
