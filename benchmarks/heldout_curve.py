@@ -14,7 +14,10 @@ training reference against the held-out faces. Features are cached in
       --num_samples 1000 --json curve.json
 
 Each result row also carries the images seen (step x batch) and the training
-seconds to that step, read from the run's metrics.jsonl.
+seconds to that step, read from the run's metrics.jsonl. For a run with an
+encoder (a VAE-GAN) the row adds its reconstructions of the held-out faces:
+pixel MSE, the mean Inception-feature distance between each face and its
+reconstruction, and FID/KID of the reconstructions against the held-out faces.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ import sys
 
 import numpy as np
 
+from gan_jax import images as image_lib
 from gan_jax.data import loader as data_loader
 from gan_jax.explore import generate as generate_lib
 from gan_jax.explore import loader
+from gan_jax.explore import reconstruct as reconstruct_lib
 from gan_jax.metrics import fid as fid_lib
 from gan_jax.metrics import inception
 
@@ -68,6 +73,19 @@ def measure(fake: np.ndarray, reference: np.ndarray) -> dict:
   return {"fid": fid, "kid": kid, "kid_std": kid_std}
 
 
+def measure_reconstructions(model: loader.TrainedGAN, heldout: np.ndarray,
+                            heldout_features: np.ndarray, cache: pathlib.Path, key: str) -> dict:
+  """How well the run's encoder and decoder reproduce faces training never saw."""
+  reconstructions = image_lib.to_uint8(reconstruct_lib.reconstruct(model, heldout)[0])
+  features = cached_features(cache, key, lambda: reconstructions)
+  per_face = np.linalg.norm(features - heldout_features, axis=1)
+  return {"pixel_mse": reconstruct_lib.pixel_mse(heldout, reconstructions),
+          "feature_distance": float(per_face.mean()),
+          "feature_distance_between_faces": float(np.linalg.norm(
+              heldout_features - np.roll(heldout_features, 1, axis=0), axis=1).mean()),
+          **measure(features, heldout_features)}
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--faces", required=True)
@@ -80,6 +98,8 @@ def main(argv=None) -> int:
   parser.add_argument("--ema_batch_stats", default="",
                       help="live | recompute: override the run's train.ema_batch_stats")
   parser.add_argument("--cache", default="/tmp/heldout_curve_cache")
+  parser.add_argument("--heldout_reconstructions", action="store_true",
+                      help="also measure the reconstructions of the held-out faces (VAE-GAN runs)")
   parser.add_argument("--json", default="")
   args = parser.parse_args(argv)
 
@@ -98,7 +118,8 @@ def main(argv=None) -> int:
   for run in args.runs.split(","):
     workdir = pathlib.Path(run)
     for step in [int(s) for s in args.steps.split(",")]:
-      model = loader.load(workdir, step, ema_batch_stats=args.ema_batch_stats or None)
+      model = loader.load(workdir, step, ema_batch_stats=args.ema_batch_stats or None,
+                          encoder=args.heldout_reconstructions)
       sampler = f" {args.ema_batch_stats}" if args.ema_batch_stats else ""
       features = cached_features(
           cache, f"run {workdir.resolve()} {step} {n}{sampler}",
@@ -108,6 +129,12 @@ def main(argv=None) -> int:
              "train_seconds": seconds_to_step(workdir, step),
              "heldout": measure(features, heldout_features),
              "train": measure(features, train_features)}
+      if args.heldout_reconstructions:
+        row["reconstructions"] = measure_reconstructions(
+            model, heldout, heldout_features, cache,
+            f"reconstructions {workdir.resolve()} {step} {tag} {args.holdout}{sampler}")
+        print(f"{row['run']} step {step}: held-out reconstructions "
+              f"{json.dumps(row['reconstructions'])}", flush=True)
       rows.append(row)
       print(f"{row['run']} step {step}: FID held-out {row['heldout']['fid']:.2f}, "
             f"training {row['train']['fid']:.2f}", flush=True)

@@ -82,8 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.bcr_real = 0.0         # balanced consistency (bCR) on reals (0 = off)
   config.loss.bcr_fake = 0.0         # bCR on fakes (0 = off)
   config.loss.bcr_augment = "translation"  # bCR's augmentation T (augment.policy names)
-  config.loss.kl_weight = 0.05       # model.name=vaegan: weight of E's KL term (per latent dim)
-  config.loss.recon_weight = 1.0     # model.name=vaegan: gamma, G's weight of the feature-space
+  config.loss.kl_weight = 0.01       # model.name=vaegan: weight of E's KL term (per-image sum)
+  config.loss.recon_weight = 3.0     # model.name=vaegan: gamma, G's weight of the feature-space
                                      # reconstruction error against its GAN loss
 
   config.augment = ml_collections.ConfigDict()

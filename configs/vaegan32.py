@@ -4,6 +4,12 @@ E: three stride-2 convs (64, 128, 256 channels; batch norm on the last two) then
 layer to the mean and log-variance of q(z|x); G and D are DCGAN's at 32 px (D flattens
 at 4x4; its block before the last, 8x8x128, is the learned similarity's feature layer).
 Batch 64 and a 128-d latent as in the paper.
+
+Loss weights (docs/vaegan.md): the paper's KL weight 1 and gamma = 0.01 for G's
+feature reconstruction, whose per-image sum over D's 8,192 batch-normalised
+features is in the thousands: with gamma 3 (the 16 px default) G became a
+blurry decoder (300 steps, 2026-11-30: samples' pixel Frechet distance 11.2 vs
+3.2 with these weights, held-out pixel MSE 0.051 vs 0.083).
 """
 
 from configs import default
@@ -18,4 +24,6 @@ def get_config():
   config.model.width = 64
   config.train.batch_size = 64
   config.train.num_steps = 20_000
+  config.loss.kl_weight = 1.0
+  config.loss.recon_weight = 0.01
   return config

@@ -21,7 +21,8 @@ A dtype `float32/bfloat16` sets train.dtype=float32 and train.conv_dtype=bfloat1
 FLOPs per image are XLA's count for the step lowered for the CPU
 (`device_costs.model_flops`; the same on every device); MFU divides the
 achieved FLOP/s by the GPU's datasheet peak for the dtype (n/a on a CPU).
-Images are random uint8 unless --config.data.path names real ones. This module
+Images are random uint8 unless --config.data.path names real ones; then they are
+the faces training reads (data.limit applied, data.holdout's set aside). This module
 imports neither TensorFlow nor clu (the tfdata row imports TensorFlow).
 """
 
@@ -261,8 +262,8 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
   resolution = config.data.resolution
   largest = max(batches) * scan
   if config.data.path:
-    images = data_loader.training_images(config.data.path, resolution, config.data.crop,
-                                     config.data.cache_dir, limit=config.data.limit or None)
+    # The faces training reads: data.limit and data.holdout applied.
+    images = data_loader.run_training_images(config.data)
     source = str(config.data.path)
   else:
     images, source = random_images(max(num_images, 2 * largest), resolution), "random uint8"

@@ -10,7 +10,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gan_jax import cli, console, distributed, train
+from gan_jax import cli, console, distributed, train, workdir_lock
 from gan_jax.config import options
 
 FLAGS = flags.FLAGS
@@ -37,12 +37,18 @@ def main(argv):
   train.use_deterministic_ops(FLAGS.config)
   run_console = console.Console(verbose=FLAGS.verbose)  # before anything else logs
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  run_console.log_to_file(FLAGS.workdir, jax.process_index())
-  logging.info("%s", distributed.describe())
-  if jax.process_index() != 0:
-    run_console.show_warnings_only()  # one console to read; warnings still come from all
-  logging.info("config:\n%s", FLAGS.config)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  # The workdir's lock before its log file: a run refused here (another one trains in this
+  # workdir) writes nothing there, its records wait in memory and are dropped. train.py takes
+  # the lock again; in this thread that is a no-op (workdir_lock.hold).
+  with workdir_lock.hold(FLAGS.workdir):
+    run_console.log_to_file(FLAGS.workdir, jax.process_index())
+    # TensorFlow (tf.data, TensorBoard) prints its C++ INFO lines at import: into the log file.
+    run_console.import_quietly("tensorflow")
+    logging.info("%s", distributed.describe())
+    if jax.process_index() != 0:
+      run_console.show_warnings_only()  # one console to read; warnings still come from all
+    logging.info("config:\n%s", FLAGS.config)
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -88,9 +88,7 @@ class StopOnSignal:
 def load_faces(config: ml_collections.ConfigDict) -> tuple[np.ndarray, str]:
   """The run's uint8 faces and the input path that feeds them: 'device', 'tfdata' or 'numpy'."""
   # A raw image folder is prepared once into the cache; the array is memory-mapped.
-  faces = data_loader.training_images(config.data.path, config.data.resolution, config.data.crop,
-                                  config.data.cache_dir, limit=config.data.limit or None,
-                                  holdout=config.data.get("holdout", 0))
+  faces = data_loader.run_training_images(config.data)  # data.holdout's faces left out
   input_pipeline.check_batch_size(config.train.batch_size, len(faces), jax.process_count())
   pipeline = input_pipeline.choose_pipeline(config.data.pipeline, faces,
                                             config.data.device_budget_mb)
@@ -176,11 +174,12 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> GANState
   state, run_key = place_state(runner, state)
 
   sample_noise, sample_fn = fixed_sample_noise(config), jax.jit(gan.sample)
-  reconstruct_fn = jax.jit(gan.reconstruct) if hasattr(gan, "reconstruct") else None
-  sample_faces = faces[:config.num_sample_images]
+  # The fixed real faces: the monitor's diversity reference and, with an encoder, the faces
+  # whose reconstructions are drawn beside the samples.
+  real_faces = faces[:config.num_sample_images]
+  reconstruct_fn = jax.jit(gan.reconstruct) if family.of(config).has_encoder else None
   steps_per_epoch = input_pipeline.steps_per_epoch(len(faces), config.train.batch_size)
-  monitor = Monitor(config, workdir, fetch=runner.get_metrics,
-                    real_images=faces[:config.num_sample_images],
+  monitor = Monitor(config, workdir, fetch=runner.get_metrics, real_images=real_faces,
                     steps_per_epoch=steps_per_epoch, start_step=start_step)
   evaluator = PeriodicEval(config, workdir, gan, monitor)  # eval.every > 0: FID
 
@@ -193,8 +192,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> GANState
     if cadence.is_due(step, config.sample_every, num_steps):
       monitor.samples(step, sample_fn(runner.get_state(state), sample_noise))
       if reconstruct_fn is not None:  # a VAE-GAN: the fixed real faces and their reconstructions
-        monitor.reconstructions(step, sample_faces, reconstruct_fn(
-            runner.get_state(state), image_lib.to_float(sample_faces)))
+        monitor.reconstructions(step, real_faces, reconstruct_fn(
+            runner.get_state(state), image_lib.to_float(real_faces)))
     if evaluator.is_eval_step(step):
       evaluator.evaluate(step, runner.get_state(state))
     stopping = stop.requested

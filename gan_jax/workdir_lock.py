@@ -16,6 +16,11 @@ the same instant is then not caught).
 A multi-process run (gan_jax/distributed.py) takes one lock for all its
 processes: process 0 holds it, and all processes learn from an all-gather
 whether it got it, so they stop together.
+
+`hold` nests: gan_jax/main.py takes the lock before it opens WORKDIR/log.txt
+(so a refused run does not write into the running one's log) and the trainer
+takes it again inside; the inner `hold` of the thread that holds the lock does
+nothing. Another thread, or another object, is refused as another process is.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pathlib
 import shlex
 import socket
 import sys
+import threading
 from typing import Iterator
 
 import jax
@@ -39,6 +45,8 @@ from gan_jax import distributed
 from gan_jax.errors import WorkdirBusyError
 
 LOCK_FILE = "run.lock"
+# Workdirs (resolved) whose lock a `hold` of this process has, and the thread that entered it.
+_held_by: dict[pathlib.Path, int] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +137,7 @@ class WorkdirLock:
     """Take the lock; returns the holder of a stale lock taken over (None if it was free)."""
     if self._fd is not None:
       raise RuntimeError(f"{self.path} is already held by this object")
+    self.workdir.mkdir(parents=True, exist_ok=True)  # a new run's workdir: the lock comes first
     fd, flocked = self._open_locked()
     me = Holder.this_process()
     previous = Holder.parse(_read(fd))
@@ -178,6 +187,10 @@ def hold(workdir: str | pathlib.Path) -> Iterator[None]:
   With several processes, process 0 takes the lock for all; every process must
   enter at the same point (an all-gather tells the others whether it got it).
   """
+  key = pathlib.Path(workdir).resolve()
+  if _held_by.get(key) == threading.get_ident():  # an outer `hold` of this thread has it
+    yield
+    return
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else None
   refused = None
   if lock is not None:
@@ -191,8 +204,10 @@ def hold(workdir: str | pathlib.Path) -> Iterator[None]:
                            "--workdir")
   if refused is not None:
     raise refused
+  _held_by[key] = threading.get_ident()
   try:
     yield
   finally:
+    del _held_by[key]
     if lock is not None:
       lock.release()

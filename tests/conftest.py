@@ -7,10 +7,21 @@ Every test process sees 8 fake CPU devices, so the multi-device code paths
 import os
 import pathlib
 
+# XLA's CPU collectives abort the process when one device's thread is 40 s late to an
+# all-reduce. On 2 shared cores (pytest-xdist workers, subprocess runs, the fake devices'
+# threads) that happened: "Termination timeout for `all reduce` ... only 7 of them arrived"
+# (2026-11-30). Late is not wrong here, so tests wait longer before giving up.
+PATIENT_COLLECTIVES = ("--xla_cpu_collective_call_warn_stuck_timeout_seconds=300 "
+                       "--xla_cpu_collective_call_terminate_timeout_seconds=1200")
+
+
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a test's subprocess with `devices` fake CPU devices."""
+  return f"--xla_force_host_platform_device_count={devices} {PATIENT_COLLECTIVES}"
+
+
 # Must happen before jax is imported anywhere.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

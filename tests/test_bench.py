@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from configs import tiny
 from gan_jax import bench, device_costs
 from gan_jax.models import fast_conv
 
@@ -79,6 +80,26 @@ def test_bench_rejects_bad_options_with_one_line():
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: --config.model.conv_imp: the config has no option 'model.conv_imp'. "
       "Did you mean --config.model.conv_impl?")
+
+
+def test_bench_times_the_faces_training_reads(tmp_path, monkeypatch, capsys):
+  """With --config.data.path, the data set of the device/numpy rows is the run's training split:
+  data.holdout's faces are not in it (they are what evaluation compares with)."""
+  faces = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 3), np.uint8)
+  np.save(tmp_path / "faces.npy", faces)
+  config = tiny.get_config()
+  config.data.path, config.data.resolution = str(tmp_path / "faces.npy"), 8
+  config.data.holdout = 10
+  timed = []
+
+  def record_images(config, batch, dtype, paths, devices, images, *args):
+    timed.append(np.asarray(images))
+    return iter(())
+  monkeypatch.setattr(bench, "bench_config", record_images)  # no compiling: only the data
+  bench.run(config, [16], ["float32"], ["numpy"], 1, steps=1, warmup=0, repeats=1, scan=1,
+            num_images=64)
+  np.testing.assert_array_equal(timed[0], faces[:50])
+  assert "50 images of 8 px" in capsys.readouterr().out
 
 
 def test_bench_imports_neither_tensorflow_nor_clu():

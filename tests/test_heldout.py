@@ -19,7 +19,7 @@ from PIL import Image
 from configs import tiny
 from gan_jax import streams, train
 from gan_jax.data import loader as data_loader
-from gan_jax.data import prepare
+from gan_jax.data import prepare, prepared_files
 from gan_jax.errors import ConfigError
 from gan_jax.eval import evaluate
 from gan_jax.eval import evaluator as evaluator_lib
@@ -92,7 +92,7 @@ def test_prepare_holdout_writes_both_parts_as_data_holdout_splits_the_folder(fol
   assert prepare.main(["--source", f"folder:{folder}", "--resolution", "8", "--out", str(out),
                        "--holdout", "3"]) == 0
   assert "held out the last 3" in capsys.readouterr().out
-  prepared = prepare.open_prepared(out, 8)
+  prepared = prepared_files.open_prepared(out, 8)
   assert prepared.images.shape == (9, 8, 8, 3) and prepared.heldout.shape == (3, 8, 8, 3)
   meta = prepared.metadata
   assert (meta["count"], meta["heldout"]["count"], meta["heldout"]["file"]) == (9, 3, "heldout.npy")

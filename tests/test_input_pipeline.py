@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from conftest import xla_flags
 from gan_jax import parallel
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.data import prepare
@@ -160,7 +161,7 @@ def test_training_on_the_device_path_without_tensorflow(tmp_path):
       assert input_pipeline.choose_pipeline("auto", faces, 0) == "numpy"   # never tf.data
       print("trained", int(state.step), "steps without tensorflow")
       """)
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(2), JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

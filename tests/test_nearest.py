@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import tiny
+from gan_jax.data import loader as data_loader
 from gan_jax.explore import generate
 from gan_jax.explore import nearest
 from gan_jax.explore import loader
@@ -64,3 +66,38 @@ def test_help_lists_flags(capsys):
   text = capsys.readouterr().out
   for flag in ("--workdir", "--data", "--num", "--k", "--space", "--out"):
     assert flag in text
+
+
+def test_training_faces_are_the_runs_training_split(tmp_path):
+  """data.holdout's faces are set aside as training set them aside, data.limit applied after."""
+  faces = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 3), np.uint8)
+  np.save(tmp_path / "faces.npy", faces)
+  config = tiny.get_config()
+  config.data.path, config.data.resolution = str(tmp_path / "faces.npy"), 8
+  config.data.holdout = 10
+  for limit in (0, 20):
+    config.data.limit = limit
+    searched = nearest.training_faces(config.data, 8, config.data.path)
+    np.testing.assert_array_equal(searched, data_loader.run_training_images(config.data))
+    np.testing.assert_array_equal(searched, faces[:limit or 50])
+  np.testing.assert_array_equal(nearest.training_faces(config.data, 8, config.data.path, limit=5),
+                                faces[:5])
+
+
+def test_heldout_faces_are_never_searched(tiny_workdir, tmp_path, monkeypatch, capsys):
+  """A copy of a sample among a run's held-out faces (data.holdout=10) is not found."""
+  model = loader.load(tiny_workdir)
+  model.config.data.holdout = 10  # the run set the last 10 faces of its data aside
+  monkeypatch.setattr(nearest.loader, "load", lambda *args, **kwargs: model)
+  samples, _ = generate.generate(model, seed=2, num=3)
+  data = np.random.default_rng(0).integers(0, 256, (60, 16, 16, 3), np.uint8)
+  data[55] = samples[1]  # held out: training never saw it
+  np.save(tmp_path / "data.npy", data)
+  out = tmp_path / "nearest.png"
+  assert nearest.main(["--workdir", str(tiny_workdir), "--data", str(tmp_path / "data.npy"),
+                       "--num", "3", "--seed", "2", "--k", "3", "--baseline", "0",
+                       "--out", str(out)]) == 0
+  assert "data: 50 images" in capsys.readouterr().out
+  report = json.loads(out.with_suffix(".json").read_text())
+  assert max(max(row) for row in report["indices"]) < 50
+  assert report["distances"][1][0] > 1e-2

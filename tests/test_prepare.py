@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax.data import prepare
+from gan_jax.data import prepare, prepared_files
 from gan_jax.data import decode
 from gan_jax.data import loader as data_loader
 
@@ -111,7 +111,7 @@ def test_interrupted_prepare_leaves_nothing_that_looks_complete(tmp_path, monkey
   with pytest.raises(KeyboardInterrupt):
     prepare.prepare(f"folder:{tmp_path / 'src'}", 4, out_dir=tmp_path / "out", progress=False)
   assert os.listdir(tmp_path / "out") == []   # no array, no metadata, no temporary files
-  assert not prepare.is_prepared(tmp_path / "out")
+  assert not prepared_files.is_prepared(tmp_path / "out")
 
 
 def test_training_images_prepares_a_folder_once_and_reuses_it(tmp_path, monkeypatch):
@@ -121,7 +121,7 @@ def test_training_images_prepares_a_folder_once_and_reuses_it(tmp_path, monkeypa
   first = data_loader.training_images(src, 8, "center", cache_dir=cache)
   assert first.shape == (4, 8, 8, 3)
   [entry] = [p for p in cache.iterdir()]
-  assert prepare.is_prepared(entry) and entry.name.startswith("src-8px-center-")
+  assert prepared_files.is_prepared(entry) and entry.name.startswith("src-8px-center-")
 
   def must_not_prepare(*args, **kwargs):
     raise AssertionError("the cached array should have been reused")

@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import xla_flags
 from gan_jax import checkpoint
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ class Trainer:
 
   def env(self, devices: int) -> dict[str, str]:
     return {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            "XLA_FLAGS": xla_flags(devices),
             "JAX_COMPILATION_CACHE_DIR": str(self.scratch / "xla_cache"),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import xla_flags
 from configs import tiny
 from gan_jax import cadence, train
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
@@ -48,7 +49,7 @@ def test_tiny_learns_real_faces(faces_dir, faces16, tmp_path):
 def run_main(*args, devices=None):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   if devices:
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = xla_flags(devices)
   return subprocess.run([sys.executable, "-m", "gan_jax.main", *args], capture_output=True,
                         text=True, cwd=REPO, env=env, timeout=600)
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -130,6 +131,51 @@ def test_hold_releases_the_lock_however_the_run_ends(tmp_path, exception):
   with workdir_lock.hold(tmp_path):
     pass
   assert not (tmp_path / "run.lock").exists()
+
+
+def test_hold_nests_in_its_thread_and_refuses_other_threads(tmp_path):
+  workdir = tmp_path / "new" / "run"  # made by the lock: it comes before anything else
+  refusals = []
+
+  def another_thread():
+    try:
+      with workdir_lock.hold(workdir):
+        pass
+    except WorkdirBusyError as error:
+      refusals.append(error)
+
+  with workdir_lock.hold(workdir):
+    with workdir_lock.hold(workdir):  # main.py's hold, then train.py's: one lock
+      assert (workdir / "run.lock").exists()
+    assert (workdir / "run.lock").exists()  # the inner one released nothing
+    thread = threading.Thread(target=another_thread)
+    thread.start()
+    thread.join()
+    assert len(refusals) == 1 and f"pid {os.getpid()}" in str(refusals[0])
+  assert not (workdir / "run.lock").exists()
+
+
+def test_a_refused_run_writes_nothing_into_the_workdir(tmp_path):
+  """The second run stops at the lock, before WORKDIR/log.txt, run.json or anything is written."""
+  (tmp_path / "log.txt").write_text("the running run's line\n")
+  before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+  held = workdir_lock.WorkdirLock(tmp_path)
+  held.acquire()
+  try:
+    result = subprocess.run(
+        [sys.executable, "-m", "gan_jax.main", "--config", "configs/tiny.py",
+         f"--workdir={tmp_path}", f"--config.data.path={tmp_path / 'no_faces'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    lock_text = (tmp_path / "run.lock").read_bytes()
+  finally:
+    held.release()
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert result.stderr.splitlines()[-1].startswith(
+      f"error: {tmp_path} is in use by the training run of pid {os.getpid()} on host {HOST}")
+  assert json.loads(lock_text)["pid"] == os.getpid()  # the holder's, not overwritten
+  after = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+  assert after == before  # log.txt as it was; no run.json, checkpoints or samples
 
 
 def test_other_processes_take_no_lock_and_stop_when_process_0_is_refused(tmp_path, monkeypatch):
@@ -285,6 +331,7 @@ def test_a_second_run_stops_at_once_and_the_first_loses_nothing(runs, alone):
   assert [step for step, _ in checkpoint.list_checkpoints(workdir)] == [PAUSE_AT, STEPS]
   assert not (workdir / "run.lock").exists()
   assert len(run_record.read(workdir)) == 1  # the refused run recorded nothing
+  assert (workdir / "log.txt").read_text().count("] config:") == 1  # nor logged its start there
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from gan_jax.data import decode
-from gan_jax.data import prepare
+from gan_jax.data import prepare, prepared_files
 from gan_jax.errors import ConfigError, DataError
 
 
@@ -44,15 +44,15 @@ def ready_array(path: pathlib.Path, resolution: int | None, hint: str
     if path.suffix != ".npy":
       raise DataError(f"{path} is a file but not a .npy array; {hint}")
     array = np.load(path, mmap_mode="r", allow_pickle=False)
-    prepare.check_image_array(array, resolution, str(path))
+    prepared_files.check_image_array(array, resolution, str(path))
     return array, {}
-  if prepare.is_prepared(path):
-    prepared = prepare.open_prepared(path, resolution)
+  if prepared_files.is_prepared(path):
+    prepared = prepared_files.open_prepared(path, resolution)
     return prepared.images, prepared.metadata
-  if (path / prepare.ARRAY_FILE).is_file():
-    raise DataError(f"{path} holds {prepare.ARRAY_FILE} but no {prepare.METADATA_FILE}: its "
-                    "preparation was interrupted or it was not made by gan_jax.prepare; run "
-                    "`python -m gan_jax.prepare` again")
+  if (path / prepared_files.ARRAY_FILE).is_file():
+    raise DataError(f"{path} holds {prepared_files.ARRAY_FILE} but no "
+                    f"{prepared_files.METADATA_FILE}: its preparation was interrupted or it was "
+                    "not made by gan_jax.prepare; run `python -m gan_jax.prepare` again")
   return None, {}
 
 
@@ -90,7 +90,8 @@ def split_holdout(images: np.ndarray, holdout: int, name: str) -> tuple[np.ndarr
 
 def data_split(path: os.PathLike | str, resolution: int | None, crop: str = "center",
                cache_dir: os.PathLike | str | None = None, limit: int | None = None,
-               holdout: int = 0, progress: bool | None = None) -> Split:
+               holdout: int = 0, progress: bool | None = None,
+               hint: str = TRAINING_HINT) -> Split:
   """The training and held-out faces that `data.path` names, memory-mapped.
 
   `path` is a prepared directory (images.npy + metadata.json, and
@@ -98,17 +99,18 @@ def data_split(path: os.PathLike | str, resolution: int | None, crop: str = "cen
   folder of images, which is prepared into `cache_dir` (default
   `prepare.default_cache_dir()`) on first use and reused afterwards. The
   last `holdout` images are set aside first; `limit` then takes the first
-  images of the rest.
+  images of the rest. `hint` ends the error for a missing or wrong path (a
+  command with --data says COMMAND_HINT).
   """
   if not str(path):
-    raise DataError(f"data.path is empty; {TRAINING_HINT}")
+    raise DataError(f"data.path is empty; {hint}")
   path = pathlib.Path(path).expanduser()
   heldout = None
-  if path.is_dir() and prepare.is_prepared(path):
-    prepared = prepare.open_prepared(path, resolution)
+  if path.is_dir() and prepared_files.is_prepared(path):
+    prepared = prepared_files.open_prepared(path, resolution)
     images, metadata, heldout = prepared.images, prepared.metadata, prepared.heldout
   else:
-    images, metadata = ready_array(path, resolution, TRAINING_HINT)
+    images, metadata = ready_array(path, resolution, hint)
   if images is not None:
     if metadata.get("crop", crop) != crop:
       warnings.warn(f"{path} was prepared with crop {metadata['crop']!r}, not data.crop={crop!r}; "
@@ -121,7 +123,7 @@ def data_split(path: os.PathLike | str, resolution: int | None, crop: str = "cen
   if heldout is not None:
     if holdout:
       raise ConfigError(f"{path} already holds {len(heldout)} held-out faces "
-                        f"({prepare.HELDOUT_FILE}); leave data.holdout at 0 to use them")
+                        f"({prepared_files.HELDOUT_FILE}); leave data.holdout at 0 to use them")
     return Split(images[:limit] if limit else images, heldout, file, _file_of(heldout), 0)
   training, heldout = split_holdout(images, holdout, str(path))
   return Split(training[:limit] if limit else training, heldout, file,
@@ -133,6 +135,13 @@ def training_images(path: os.PathLike | str, resolution: int | None, crop: str =
                     progress: bool | None = None, holdout: int = 0) -> np.ndarray:
   """The uint8 (N, resolution, resolution, 3) array training reads: `data_split(...).training`."""
   return data_split(path, resolution, crop, cache_dir, limit, holdout, progress).training
+
+
+def run_training_images(data) -> np.ndarray:
+  """The faces a run whose config.data is `data` trains on: its data.limit and data.holdout
+  applied (what gan_jax.train and gan_jax.bench read)."""
+  return training_images(data.path, data.resolution, data.crop, data.cache_dir,
+                         limit=data.limit or None, holdout=data.get("holdout", 0))
 
 
 def load_image_array(path: os.PathLike | str, resolution: int | None, crop: str = "center",

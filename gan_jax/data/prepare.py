@@ -14,7 +14,8 @@ them, and evaluation compares with them (docs/evaluation.md).
 Every image is decoded, turned upright (EXIF orientation), made RGB (gray,
 palette, CMYK; transparency is laid on white), cropped and resized with an
 antialiasing Lanczos filter (data/decode.py), once, here. Training reads the result with
-`loader.training_images`, which also prepares a raw folder into a cache on first use.
+`loader.training_images`, which also prepares a raw folder into a cache on first use;
+data/prepared_files.py reads a prepared directory back.
 Files are written under temporary names and renamed at the end, and
 metadata.json is written last: a directory without it is never taken as
 prepared.
@@ -25,7 +26,6 @@ This module imports neither JAX nor TensorFlow (tfds only for tfds sources).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -42,25 +42,13 @@ import numpy as np
 from tqdm import tqdm
 
 from gan_jax import cli
-from gan_jax.data import decode
+from gan_jax.data import decode, prepared_files
+from gan_jax.data.prepared_files import ARRAY_FILE, HELDOUT_FILE, METADATA_FILE
 from gan_jax.errors import DataError
 
 SOURCE_KINDS = ("folder", "npy", "tfds")
-ARRAY_FILE = "images.npy"
-HELDOUT_FILE = "heldout.npy"  # the last --holdout images, never trained on
-METADATA_FILE = "metadata.json"
 # Bump when the decoded pixels would change, so cached arrays are made again.
 PREPARE_VERSION = 1
-
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-  """A prepared data set: the memory-mapped array and what made it."""
-  images: np.ndarray  # uint8 (N, H, W, 3), memory-mapped read-only
-  metadata: dict
-  directory: pathlib.Path
-  heldout: np.ndarray | None = None  # OUT/heldout.npy of --holdout N; None without
 
 
 # --- folders, arrays and tfds -------------------------------------------------------------------
@@ -162,7 +150,7 @@ def _check_holdout(holdout: int, count: int | None, what: str) -> None:
 
 def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int | None,
                     resolution: int, metadata: dict, nothing_left: str,
-                    progress: bool | None, holdout: int = 0) -> Prepared:
+                    progress: bool | None, holdout: int = 0) -> prepared_files.Prepared:
   """Stream decoded images into out_dir/images.npy (and the last `holdout` into
   heldout.npy) and write metadata.json last."""
   _check_holdout(holdout, total, "of the source")  # before decoding, when the count is known
@@ -226,13 +214,13 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
     warnings.warn(f"{len(small)} of {count} images are smaller than {resolution}x{resolution} "
                   f"after cropping (smallest: {name}, {width}x{height}); they were upscaled and "
                   "will look blurry", stacklevel=3)
-  return open_prepared(out_dir)
+  return prepared_files.open_prepared(out_dir)
 
 
 def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.PathLike | str = ".",
             *, tfds_data_dir: str | None = None, tfds_split: str = "train",
             workers: int | None = None, progress: bool | None = True,
-            holdout: int = 0) -> Prepared:
+            holdout: int = 0) -> prepared_files.Prepared:
   """Decode `source` (folder:DIR, npy:FILE or tfds:NAME) into out_dir. See the module doc."""
   if crop not in decode.CROPS:
     raise DataError(f"unknown crop {crop!r}; use one of {', '.join(decode.CROPS)}")
@@ -274,61 +262,6 @@ def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.Path
                          holdout)
 
 
-# --- reading ------------------------------------------------------------------------------------
-
-def is_prepared(directory: os.PathLike | str) -> bool:
-  directory = pathlib.Path(directory)
-  return (directory / METADATA_FILE).is_file() and (directory / ARRAY_FILE).is_file()
-
-
-def open_prepared(directory: os.PathLike | str, resolution: int | None = None) -> Prepared:
-  """The memory-mapped array of a prepared directory, checked against its metadata."""
-  directory = pathlib.Path(directory)
-  if not (directory / METADATA_FILE).is_file():
-    raise DataError(f"{directory} has no {METADATA_FILE}: it is not a prepared data set, or its "
-                    "preparation was interrupted; run `python -m gan_jax.prepare` again")
-  try:
-    metadata = json.loads((directory / METADATA_FILE).read_text())
-    images = np.load(directory / ARRAY_FILE, mmap_mode="r", allow_pickle=False)
-  except (OSError, ValueError) as error:
-    raise DataError(f"cannot read the prepared data set in {directory} ({error}); run "
-                    "`python -m gan_jax.prepare` again") from error
-  _check_described(images, metadata.get("shape"), str(directory / ARRAY_FILE), resolution)
-  heldout = None
-  if metadata.get("heldout"):
-    try:
-      heldout = np.load(directory / HELDOUT_FILE, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as error:
-      raise DataError(f"cannot read the held-out faces of {directory} ({error}); run "
-                      "`python -m gan_jax.prepare` again") from error
-    _check_described(heldout, metadata["heldout"].get("shape"), str(directory / HELDOUT_FILE),
-                     resolution)
-  return Prepared(images, metadata, directory, heldout)
-
-
-def _check_described(images: np.ndarray, shape: list | None, name: str,
-                     resolution: int | None) -> None:
-  """Raise DataError unless `images` are uint8 images of the `shape` metadata.json gives."""
-  check_image_array(images, resolution, name)
-  if list(images.shape) != shape:
-    raise DataError(f"{name} holds {tuple(images.shape)} but {METADATA_FILE} says "
-                    f"{shape}: the files do not belong together; run "
-                    "`python -m gan_jax.prepare` again")
-
-
-def check_image_array(array: np.ndarray, resolution: int | None, name: str) -> None:
-  """Raise DataError unless `array` is uint8 (N, resolution, resolution, 3)."""
-  if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
-    raise DataError(f"{name} holds {array.dtype} {array.shape}; expected uint8 (N, H, W, 3) images. "
-                    "Make one with `python -m gan_jax.prepare --source npy:FILE` or from a folder.")
-  if resolution is not None and array.shape[1:3] != (resolution, resolution):
-    raise DataError(f"{name} holds {array.shape[1]}x{array.shape[2]} images but data.resolution is "
-                    f"{resolution}; prepare it at {resolution} px (--resolution {resolution}) or set "
-                    f"--config.data.resolution={array.shape[1]}")
-  if len(array) == 0:
-    raise DataError(f"{name} holds no images")
-
-
 def default_cache_dir() -> pathlib.Path:
   """${GAN_JAX_CACHE:-~/.cache/gan_jax}/prepared."""
   return pathlib.Path(os.environ.get("GAN_JAX_CACHE") or "~/.cache/gan_jax").expanduser() / "prepared"
@@ -336,7 +269,7 @@ def default_cache_dir() -> pathlib.Path:
 
 def cached_prepare(folder: pathlib.Path, resolution: int, crop: str,
                    cache_dir: os.PathLike | str | None = None,
-                   progress: bool | None = None) -> Prepared:
+                   progress: bool | None = None) -> prepared_files.Prepared:
   """Prepare a raw folder into the cache, or reuse what an earlier run prepared.
 
   The entry is keyed by (folder, resolution, crop); it is made again when the
@@ -347,9 +280,9 @@ def cached_prepare(folder: pathlib.Path, resolution: int, crop: str,
   key = json.dumps([str(folder), resolution, crop, PREPARE_VERSION])
   entry = cache_dir / f"{folder.name}-{resolution}px-{crop}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
   files = decode.image_files_or_error(folder)
-  if is_prepared(entry):
+  if prepared_files.is_prepared(entry):
     try:
-      prepared = open_prepared(entry, resolution)
+      prepared = prepared_files.open_prepared(entry, resolution)
       if prepared.metadata.get("source_fingerprint") == decode.folder_fingerprint(folder, files):
         return prepared
     except DataError:
@@ -367,11 +300,12 @@ def cached_prepare(folder: pathlib.Path, resolution: int, crop: str,
     try:
       _publish(work, entry, 0o777)
     except OSError:
-      if not is_prepared(entry):  # Another process won the race only if it finished.
+      # Another process won the race only if it finished.
+      if not prepared_files.is_prepared(entry):
         raise
   finally:
     shutil.rmtree(work, ignore_errors=True)
-  return open_prepared(entry, resolution)
+  return prepared_files.open_prepared(entry, resolution)
 
 
 # --- command line -------------------------------------------------------------------------------

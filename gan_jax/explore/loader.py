@@ -25,7 +25,6 @@ from gan_jax import images as image_lib
 from gan_jax.training import family
 from gan_jax.training.state import GANState
 from gan_jax.training.gan import GAN
-from gan_jax.training.vaegan import VAEGANState
 from gan_jax.errors import CheckpointError, ExploreError
 
 # The state fields sampling reads, and those the discriminator's features add.
@@ -37,7 +36,7 @@ ENCODER_FIELDS = ("e_params", "e_batch_stats")  # a VAE-GAN's (model.name=vaegan
 def partial_state(**fields) -> GANState:
   """A GANState (a VAEGANState with encoder fields) holding only `fields`, the rest None:
   enough for `GAN.sample` (and `VAEGAN.encode`)."""
-  state_class = VAEGANState if set(ENCODER_FIELDS) & set(fields) else GANState
+  state_class = family.state_class(fields)  # the smallest family state with these fields
   values = {f.name: None for f in dataclasses.fields(state_class)}
   values.update(fields)
   return state_class(**values)
@@ -71,7 +70,7 @@ class TrainedGAN:
     self._sampling_variables = jax.jit(gan.sampling_variables)
     self._sample = jax.jit(gan.sample_with)
     self._features = jax.jit(self._discriminator_features)
-    self._encode = jax.jit(gan.encode) if hasattr(gan, "encode") else None
+    self._encode = jax.jit(gan.encode) if family.of_bundle(gan).has_encoder else None
 
   @property
   def state(self) -> GANState:
@@ -182,7 +181,7 @@ def load(workdir: str | os.PathLike, step: int | None = None, discriminator: boo
     config = ml_collections.ConfigDict(checkpoint.restore_config(manager, candidate))
     if ema_batch_stats is not None:
       config.train.ema_batch_stats = ema_batch_stats
-    has_encoder = config.model.name == "vaegan"
+    has_encoder = family.of(config).has_encoder
     if encoder and not has_encoder:
       raise CheckpointError(
           f"the run in {workdir} (model.name={config.model.name}) has no encoder; use the "

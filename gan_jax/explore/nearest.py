@@ -6,7 +6,8 @@ Each row of the picture is one generated sample (left) followed by its --k
 nearest training images, closest first. If the neighbours are near-copies of
 the samples, the generator memorised its data; if they are merely similar
 faces, it did not. --data defaults to the run's data.path, read the way
-training read it (same resolution and crop).
+training read it (same resolution, crop, data.limit and data.holdout): the
+faces the run set aside are never searched.
 
 Distances (--space):
   pixels         Euclidean distance of the images in [0, 1], printed as the
@@ -29,6 +30,7 @@ import pathlib
 import sys
 from typing import NamedTuple
 
+import ml_collections
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
@@ -94,16 +96,29 @@ def comparison_grid(samples: np.ndarray, data: np.ndarray, indices: np.ndarray, 
   return image_lib.make_grid(tiles, columns=indices.shape[1] + 1)
 
 
+def training_faces(data: ml_collections.ConfigDict, resolution: int, path: str,
+                   limit: int | None = None, crop: str | None = None) -> np.ndarray:
+  """The faces at `path` that a run with config.data `data` trained on, split as training split
+  them: data.holdout's faces (or a prepared directory's heldout.npy) are never searched.
+
+  `limit` and `crop` replace data.limit and data.crop when given. A raw folder
+  is read from (or prepared into) the cache that training uses.
+  """
+  limit = limit if limit is not None else (data.get("limit") or None)
+  return data_loader.data_split(path, resolution, crop or data.get("crop", "center"),
+                                data.get("cache_dir") or None, limit,
+                                holdout=data.get("holdout", 0),
+                                hint=data_loader.COMMAND_HINT).training
+
+
 def run(args: argparse.Namespace) -> None:
   model = loader.load(args.workdir, args.step, discriminator=args.space == "discriminator")
   print(loader.describe(model, args.workdir))
-  config = model.config.data
-  data_path = args.data or config.get("path")
+  data_path = args.data or model.config.data.get("path")
   if not data_path:
     raise errors.ExploreError("the run's config names no data.path; give --data PATH")
-  limit = args.limit if args.limit is not None else (config.get("limit") or None)
-  data = np.asarray(data_loader.load_image_array(data_path, model.resolution,
-                                             args.crop or config.get("crop", "center"), limit))
+  data = np.asarray(training_faces(model.config.data, model.resolution, data_path, args.limit,
+                                   args.crop))
   print(f"data: {len(data)} images from {data_path}")
   samples, _ = generate(model, args.seed, args.num, args.truncation, args.batch_size)
   result = nearest(model, samples, data, args.k, args.space, num_baseline=args.baseline,
@@ -135,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
   cli.add_checkpoint_arguments(parser)
   parser.add_argument("--data", default=None,
                       help="training images: a folder, a prepared directory or a uint8 .npy "
-                           "(default: the run's data.path)")
+                           "(default: the run's data.path), split as the run's data.holdout "
+                           "split them: the held-out faces are not searched")
   parser.add_argument("--limit", type=cli.positive_int, default=None,
                       help="use only the first N training images (default: the run's data.limit)")
   parser.add_argument("--crop", choices=("center", "celeba", "none"), default=None,

@@ -28,7 +28,7 @@ def main(argv):
         f"width {config.model.width}")
   print(f"generator:     {g:>12,d} parameters")
   print(f"discriminator: {d:>12,d} parameters")
-  if hasattr(state, "e_params"):  # a VAE-GAN
+  if family.of(config).has_encoder:  # a VAE-GAN
     print(f"encoder:       {param_count(state.e_params):>12,d} parameters")
 
 

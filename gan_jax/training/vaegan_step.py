@@ -39,15 +39,24 @@ from gan_jax.training.vaegan import VAEGAN, VAEGANState
 
 # --- the VAE's terms ---
 
+def per_image_sum(x: jax.Array) -> jax.Array:
+  """Summed over all but the batch axis, averaged over the batch."""
+  return jnp.mean(jnp.sum(x.reshape(x.shape[0], -1), axis=1))
+
+
+# Both terms are per-image sums, as the paper's likelihoods: with means instead, the
+# reconstruction (thousands of features) was so small beside the KL (a few latents)
+# that q(z|x) collapsed onto the prior and reconstructions ignored their inputs.
 def kl_divergence(mean: jax.Array, log_variance: jax.Array) -> jax.Array:
-  """KL(N(mean, exp(log_variance)) || N(0, I)) per latent dimension, averaged over the batch."""
-  return 0.5 * jnp.mean(jnp.exp(log_variance) + jnp.square(mean) - 1.0 - log_variance)
+  """KL(N(mean, exp(log_variance)) || N(0, I)) of each image, averaged over the batch."""
+  return 0.5 * per_image_sum(jnp.exp(log_variance) + jnp.square(mean) - 1.0 - log_variance)
 
 
 def feature_reconstruction(real_features: jax.Array, recon_features: jax.Array) -> jax.Array:
-  """Mean squared distance between D's features of the reals and of their reconstructions
-  (the Gaussian log-likelihood in D's feature space, up to scale and a constant)."""
-  return jnp.mean(jnp.square(real_features - recon_features))
+  """Half the squared distance between D's features of a real image and of its
+  reconstruction, averaged over the batch: minus the Gaussian log-likelihood (unit
+  variance) in D's feature space, up to a constant."""
+  return 0.5 * per_image_sum(jnp.square(real_features - recon_features))
 
 
 def posterior_sample(mean: jax.Array, log_variance: jax.Array, noise: jax.Array) -> jax.Array:
