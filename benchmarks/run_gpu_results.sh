@@ -26,7 +26,9 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/gan_jax_xla_cache}"
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-  "$python" -c "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__)"
+  "$python" -c "import jax; print('jax', jax.__version__, jax.devices())"
+  # torch only for the PyTorch baseline row; its absence (a CPU dry run) is not an error here.
+  "$python" -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "torch: not installed"
   date -u +%Y-%m-%dT%H:%M:%SZ; } 2>&1 | tee "$out_dir/machine.txt"
 
 echo "== FID feature extraction (Inception pool3, float32 HIGHEST), 299 px and 64 px inputs"

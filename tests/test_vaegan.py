@@ -176,6 +176,7 @@ def test_samples_improve_and_terms_are_monitored(vaegan_run, faces16):
   records = (workdir / "metrics.jsonl").read_text()
   assert '"recon_loss"' in records and '"kl"' in records
   assert (workdir / "plots" / "vae.png").is_file()
+  assert (workdir / "plots" / "vae_pixel_mse.png").is_file()
   assert (workdir / "samples" / "reconstructions" / f"step_{TRAIN_STEPS:07d}.png").is_file()
 
 

@@ -152,9 +152,13 @@ def write_plots(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     if has(records, "recon_loss"):  # a VAE-GAN (training/vaegan_step.py)
       written.append(plot_curves(out / "vae.png", records,
                                  {"recon_loss": "reconstruction error in D's features",
-                                  "recon_pixel_mse": "reconstruction pixel MSE",
-                                  "kl": "KL(q(z|x) || N(0, I)) per latent dim"},
-                                 "VAE-GAN: reconstruction and prior terms", "value"))
+                                  "kl": "KL(q(z|x) || N(0, I))"},
+                                 "VAE-GAN: reconstruction and prior terms",
+                                 "per image (summed over features / latents)"))
+      # Its own axes: pixel MSE is below 1, the terms above in the hundreds.
+      written.append(plot_curves(out / "vae_pixel_mse.png", records,
+                                 {"recon_pixel_mse": "training faces' reconstructions"},
+                                 "VAE-GAN: reconstruction error in pixels", "pixel MSE"))
   grids = sample_grids(workdir / SAMPLES_DIR)
   if grids:
     written.append(progress_gif(out / "progress.gif", grids))
