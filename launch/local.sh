@@ -35,9 +35,9 @@ if ! [[ "$cpu_devices" =~ ^[1-9][0-9]*$ ]]; then
 fi
 if (( cpu_devices > 1 )); then
   # Fake CPU devices are threads: on a busy machine one can be late to a collective by more
-  # than XLA's 40 s, which aborts the run. Wait longer (20 minutes) before giving up.
+  # than XLA's 40 s, which aborts the run. Wait 5 minutes before giving up.
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$cpu_devices \
---xla_cpu_collective_call_terminate_timeout_seconds=1200"
+--xla_cpu_collective_call_terminate_timeout_seconds=300"
 fi
 
 python=${PYTHON:-python}

@@ -1,8 +1,11 @@
 """The VAE-GAN (model.name=vaegan): networks, its loss terms, its step, resume, learning on real
 faces, and the commands that use its encoder (reconstruct, interpolate --images, project)."""
 
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO_ROOT, xla_flags
 from configs import tiny
-from gan_jax import checkpoint, models, parallel, train
+from gan_jax import checkpoint, models, parallel
 from gan_jax import images as image_lib
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.errors import ConfigError
@@ -136,6 +140,27 @@ def test_step_is_pure_and_eight_devices_equal_one():
 
 # --- training on real faces ---
 
+def train_in_subprocess(config, workdir):
+  """`python -m gan_jax.main` on `config` (tiny.py plus its overrides), on ONE CPU device.
+
+  In-process on the test's 8 fake devices, this VAE-GAN's training hung now and then
+  inside an XLA CPU all-reduce with the CPU idle (one device's thread never arrived;
+  2026-11-30, in CI and in a sweep script; never in the plain GAN's tests): not
+  understood yet. The step's 8-device behaviour is tested above on its own; the runs
+  that the learning, resume and command tests need train on one device.
+  """
+  overrides = [f"--config.{key}={value}" for key, value in (
+      ("model.name", config.model.name), ("data.path", config.data.path),
+      ("train.num_steps", config.train.num_steps), ("checkpoint_every", config.checkpoint_every),
+      ("sample_every", config.sample_every), ("log_every", config.log_every))]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
+  result = subprocess.run([sys.executable, "-m", "gan_jax.main", "--config", "configs/tiny.py",
+                           "--workdir", str(workdir), *overrides], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return checkpoint.tree_to_state(checkpoint.restore_tree(workdir)[1])
+
+
 @pytest.fixture(scope="module")
 def vaegan_run(faces16, tmp_path_factory):
   """(config, workdir, final state) of a tiny VAE-GAN trained TRAIN_STEPS steps on real faces."""
@@ -147,8 +172,7 @@ def vaegan_run(faces16, tmp_path_factory):
   config.checkpoint_every = config.sample_every = TRAIN_STEPS // 2
   config.log_every = TRAIN_STEPS // 3
   workdir = tmp_path_factory.mktemp("vaegan_run")
-  final = train.train_and_evaluate(config, str(workdir))
-  return config, workdir, final
+  return config, workdir, train_in_subprocess(config, workdir)
 
 
 def heldout_mse(vaegan, state, faces):
@@ -194,8 +218,8 @@ def test_resumes_exactly(vaegan_run, tmp_path):
   config, workdir, final = vaegan_run
   resumed_dir = pathlib.Path(shutil.copytree(workdir, tmp_path / "run"))
   shutil.rmtree(resumed_dir / checkpoint.CHECKPOINT_DIR / str(TRAIN_STEPS))  # back to the middle
-  resumed = train.train_and_evaluate(config, str(resumed_dir))
-  assert isinstance(resumed, VAEGANState)
+  resumed = train_in_subprocess(config, resumed_dir)
+  assert isinstance(resumed, VAEGANState) and isinstance(final, VAEGANState)
   assert checkpoint.fingerprint(resumed) == checkpoint.fingerprint(final)
 
 
