@@ -127,6 +127,10 @@ def collapse_warnings(workdir: pathlib.Path) -> dict[str, list[int]]:
   return fired
 
 
+HELDOUT_METRICS = ("fid_heldout", "kid_heldout", "kid_std_heldout", "fid_floor_heldout",
+                   "kid_floor_heldout", "num_heldout", "num_floor")
+
+
 def metrics_of(row: Row, workdir: pathlib.Path) -> dict:
   if row.config == "torch":
     metrics = json.loads((workdir / "metrics.json").read_text())
@@ -140,8 +144,11 @@ def metrics_of(row: Row, workdir: pathlib.Path) -> dict:
            if p.stem.removeprefix("metrics_step_").isdigit()}
   path = steps[max(steps)]
   metrics = json.loads(path.read_text())
-  return {name: metrics[name] for name in ("step", "fid", "kid_mean", "kid_std",
-                                           "one_nn_accuracy", "num_samples", "num_real", "ema")}
+  row = {name: metrics[name] for name in ("step", "fid", "kid_mean", "kid_std",
+                                          "one_nn_accuracy", "num_samples", "num_real", "ema")}
+  # With --holdout: the same samples against the held-out faces, and the real-vs-real floor.
+  row.update({name: metrics[name] for name in HELDOUT_METRICS if name in metrics})
+  return row
 
 
 def run_row(row: Row, args, report) -> dict:
@@ -170,6 +177,9 @@ def run_row(row: Row, args, report) -> dict:
     result["collapse_warnings"] = collapse_warnings(workdir)
     print(f"[{row.name}] FID {result['fid']:.2f}, KID {result['kid_mean']:.4f}, "
           f"1-NN {result['one_nn_accuracy']:.3f} ({result['wall_s']:.0f} s)", flush=True)
+    if "fid_heldout" in result:
+      print(f"[{row.name}] held-out FID {result['fid_heldout']:.2f} "
+            f"(real-vs-real floor {result['fid_floor_heldout']:.2f})", flush=True)
   report(result)
   return result
 

@@ -71,6 +71,19 @@ def test_row_metrics_come_from_the_last_step(tmp_path):
     (tmp_path / "eval" / f"metrics_step_{step}.json").write_text(json.dumps(metrics))
   (tmp_path / "eval" / "metrics_step_99999_pixels.json").write_text("{}")  # not Inception
   assert results.metrics_of(row, tmp_path)["fid"] == 40.0
+  assert "fid_heldout" not in results.metrics_of(row, tmp_path)
+
+
+def test_row_carries_the_held_out_metrics_when_evaluated_with_them(tmp_path):
+  row = results.Row("x", "configs/celeba64.py", 64, 128)
+  (tmp_path / "eval").mkdir()
+  metrics = {"step": 10, "fid": 50.0, "kid_mean": 0.1, "kid_std": 0.01, "one_nn_accuracy": 0.9,
+             "num_samples": 10, "num_real": 20, "ema": False, "fid_heldout": 52.0,
+             "kid_heldout": 0.11, "fid_floor_heldout": 19.6, "num_heldout": 20}
+  (tmp_path / "eval" / "metrics_step_10.json").write_text(json.dumps(metrics))
+  got = results.metrics_of(row, tmp_path)
+  assert (got["fid_heldout"], got["kid_heldout"], got["fid_floor_heldout"],
+          got["num_heldout"]) == (52.0, 0.11, 19.6, 20)
 
 
 def test_results_rejects_unknown_rows_and_missing_faces(tmp_path, capsys):
