@@ -20,6 +20,11 @@ from gan_jax import bench, device_costs
 from gan_jax.models import fast_conv
 
 
+# What the command's tests time: the table and JSON are the point, not the figures, so 8 px
+# (G and D of one convolution each: less to compile), one timed window per row, few images.
+SMALL = ("--config.data.resolution=8", "--repeats", "1", "--num_images", "64")
+
+
 def run_bench(*args, check=True):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-m", "gan_jax.bench", *args], cwd=REPO_ROOT, env=env,
@@ -33,9 +38,9 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path):
   out = tmp_path / "out.json"
   # float32/bfloat16: bfloat16 conv operands (train.dtype=bfloat16 trains in test_techniques)
   dtypes = ("float32", "float32/bfloat16")
-  result = run_bench("--config", "configs/tiny.py", "--batch", "16", "--dtype", ",".join(dtypes),
-                     "--steps", "3", "--warmup", "1", "--json", str(out),
-                     "--profile", str(tmp_path / "trace"))
+  result = run_bench("--config", "configs/tiny.py", *SMALL, "--batch", "16",
+                     "--dtype", ",".join(dtypes), "--steps", "3", "--warmup", "1",
+                     "--json", str(out), "--profile", str(tmp_path / "trace"))
   assert bench.HEADER in result.stdout
   # One profiler trace per (batch, dtype), of the model path.
   for dtype in ("float32", "float32_conv_bfloat16"):
@@ -59,7 +64,7 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path):
 def test_bench_tfdata_row_compares_with_the_model_row(tmp_path):
   pytest.importorskip("tensorflow", reason="the tfdata path needs TensorFlow")
   out = tmp_path / "out.json"
-  run_bench("--config", "configs/tiny.py", "--batch", "16", "--paths", "tfdata,model",
+  run_bench("--config", "configs/tiny.py", *SMALL, "--batch", "16", "--paths", "tfdata,model",
             "--steps", "3", "--warmup", "1", "--json", str(out))
   rows = json.loads(out.read_text())["rows"]
   assert [r["path"] for r in rows] == ["model", "tfdata"]  # model first, whatever the order

@@ -22,7 +22,7 @@ from gan_jax.training.gan import GAN
 from gan_jax.training.state import create_state
 from gan_jax.training.step import make_train_step
 
-LEARN_STEPS = 300
+LEARN_STEPS = 200
 
 
 def tiny_resnet_config(**overrides):

@@ -154,7 +154,11 @@ def train_in_subprocess(config, workdir):
       ("train.num_steps", config.train.num_steps), ("checkpoint_every", config.checkpoint_every),
       ("sample_every", config.sample_every), ("log_every", config.log_every))]
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
-  result = subprocess.run([sys.executable, "-m", "gan_jax.main", "--config", "configs/tiny.py",
+  # TensorFlow blocked, as on a GPU machine without it: its import costs each start about 5 s
+  # of CPU, and the faces are on the device path either way.
+  launch = ("import runpy, sys; sys.modules['tensorflow'] = None; "
+            "runpy.run_module('gan_jax.main', run_name='__main__', alter_sys=True)")
+  result = subprocess.run([sys.executable, "-c", launch, "--config", "configs/tiny.py",
                            "--workdir", str(workdir), *overrides], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]

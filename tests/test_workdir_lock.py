@@ -1,7 +1,7 @@
 """One training run per workdir (gan_jax/workdir_lock.py).
 
 The first tests take and release locks in this process. The last ones run
-`python -m gan_jax.main` in subprocesses (tiny config, 256 synthetic 16 px
+`python -m gan_jax.main` in subprocesses (tiny config, 256 synthetic 8 px
 images, 20 steps, one CPU device, TensorFlow blocked, one shared XLA cache,
 `nice -n 15`): a second run in a busy workdir stops at once and the first
 loses nothing; a killed run's lock is taken over and the run resumes. A run
@@ -236,9 +236,12 @@ class Runs:
 
   def __init__(self, scratch: pathlib.Path):
     self.scratch = scratch
-    data = scratch / "faces16.npy"
-    np.save(data, np.random.default_rng(0).integers(0, 256, (256, 16, 16, 3), dtype=np.uint8))
+    # 8 px (G and D of one convolution each): the lock is the point, and the first run
+    # compiles less.
+    data = scratch / "faces8.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (256, 8, 8, 3), dtype=np.uint8))
     self.flags = ["--config", "configs/tiny.py", f"--config.data.path={data}",
+                  "--config.data.resolution=8",
                   f"--config.train.num_steps={STEPS}", "--config.checkpoint_every=10",
                   "--config.log_every=10", "--config.sample_every=1000"]
     self.env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
