@@ -20,14 +20,12 @@ import time
 import numpy as np
 import pytest
 
-from conftest import xla_flags
+from conftest import MAIN_WITHOUT_TENSORFLOW, xla_flags
 from gan_jax import checkpoint
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 60
 SAVE_EVERY = 5
-LAUNCH = ("import runpy, sys; sys.modules['tensorflow'] = None; "
-          "runpy.run_module('gan_jax.main', run_name='__main__', alter_sys=True)")
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +57,7 @@ class Trainer:
     log = workdir.parent / f"{workdir.name}.{self.runs}.log"
     with open(log, "w") as out:
       process = subprocess.Popen(
-          [sys.executable, "-c", LAUNCH, *self.flags, f"--workdir={workdir}", *flags],
+          [sys.executable, *MAIN_WITHOUT_TENSORFLOW, *self.flags, f"--workdir={workdir}", *flags],
           cwd=REPO_ROOT, env=self.env(devices), stdout=out, stderr=subprocess.STDOUT)
     process.log = log
     return process

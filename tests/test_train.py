@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import xla_flags
+from conftest import MAIN_WITHOUT_TENSORFLOW, xla_flags
 from configs import tiny
 from gan_jax import cadence, train
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
@@ -46,17 +46,11 @@ def test_tiny_learns_real_faces(faces_dir, faces16, tmp_path):
   assert (tmp_path / "samples" / "step_0000400.png").is_file()
 
 
-# `python -m gan_jax.main` as on a GPU machine without TensorFlow: its import (main.py's
-# import_quietly) costs each start about 5 s of CPU, and nothing here is about tf.data.
-LAUNCH = ("import runpy, sys; sys.modules['tensorflow'] = None; "
-          "runpy.run_module('gan_jax.main', run_name='__main__', alter_sys=True)")
-
-
 def run_main(*args, devices=None):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   if devices:
     env["XLA_FLAGS"] = xla_flags(devices)
-  return subprocess.run([sys.executable, "-c", LAUNCH, *args], capture_output=True,
+  return subprocess.run([sys.executable, *MAIN_WITHOUT_TENSORFLOW, *args], capture_output=True,
                         text=True, cwd=REPO, env=env, timeout=600)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, xla_flags
+from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, xla_flags
 from configs import tiny
 from gan_jax import checkpoint, models, parallel
 from gan_jax import images as image_lib
@@ -154,11 +154,7 @@ def train_in_subprocess(config, workdir):
       ("train.num_steps", config.train.num_steps), ("checkpoint_every", config.checkpoint_every),
       ("sample_every", config.sample_every), ("log_every", config.log_every))]
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
-  # TensorFlow blocked, as on a GPU machine without it: its import costs each start about 5 s
-  # of CPU, and the faces are on the device path either way.
-  launch = ("import runpy, sys; sys.modules['tensorflow'] = None; "
-            "runpy.run_module('gan_jax.main', run_name='__main__', alter_sys=True)")
-  result = subprocess.run([sys.executable, "-c", launch, "--config", "configs/tiny.py",
+  result = subprocess.run([sys.executable, *MAIN_WITHOUT_TENSORFLOW, "--config", "configs/tiny.py",
                            "--workdir", str(workdir), *overrides], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
