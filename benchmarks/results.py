@@ -35,6 +35,8 @@ import tarfile
 import threading
 import time
 
+from gan_jax.data import prepared_files
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -73,24 +75,44 @@ ROWS = (
 )
 
 
+def torch_commands(row: Row, args, workdir: str) -> list[list[str]]:
+  """The PyTorch baseline's commands: prepare (with --holdout, the last faces go aside),
+  train, and FID against the training faces (and against the held-out ones, with the
+  real-vs-real floor: the first num_samples training faces vs the held-out ones)."""
+  python = sys.executable
+  name = f"prepared{row.resolution}" + (f"_holdout{args.holdout}" if args.holdout else "")
+  prepared = str(args.out / name)
+  # Preparing is deterministic: a later run reuses the array an earlier one wrote.
+  prepare = [] if (args.out / name / "metadata.json").exists() else [
+      [python, "-m", "gan_jax.prepare", "--source", f"folder:{args.faces}",
+       "--resolution", str(row.resolution), "--crop", "celeba", "--out", prepared,
+       *(["--holdout", str(args.holdout)] if args.holdout else [])]]
+
+  def fid(real: str, fake: str, json_path: str, *options: str) -> list[str]:
+    return [python, "-m", "gan_jax.evaluate", "fid", real, fake,
+            "--batch_size", str(args.eval_batch), *options, "--json", json_path]
+
+  commands_ = prepare + [
+      [python, "benchmarks/torch_train.py", "--data", f"{prepared}/images.npy",
+       "--images", str(args.images), "--batch", str(row.batch), "--mode", "tf32",
+       "--out", workdir, "--num_samples", str(args.num_samples)],
+      fid(f"{prepared}/images.npy", f"{workdir}/samples.npy", f"{workdir}/metrics.json",
+          "--one_nn")]
+  if args.holdout:
+    heldout = f"{prepared}/{prepared_files.HELDOUT_FILE}"
+    commands_ += [
+        fid(heldout, f"{workdir}/samples.npy", f"{workdir}/metrics_heldout.json"),
+        fid(heldout, f"{prepared}/images.npy", f"{workdir}/metrics_floor.json",
+            "--limit", str(args.num_samples))]
+  return commands_
+
+
 def commands(row: Row, args) -> list[list[str]]:
   python = sys.executable
   workdir = str(args.out / row.name)
   steps = args.images // row.batch
   if row.config == "torch":
-    prepared = str(args.out / f"prepared{row.resolution}")
-    # Preparing is deterministic: a later run reuses the array an earlier one wrote.
-    prepare = [] if (args.out / f"prepared{row.resolution}" / "metadata.json").exists() else [
-        [python, "-m", "gan_jax.prepare", "--source", f"folder:{args.faces}",
-         "--resolution", str(row.resolution), "--crop", "celeba", "--out", prepared]]
-    return prepare + [
-        [python, "benchmarks/torch_train.py", "--data", f"{prepared}/images.npy",
-         "--images", str(args.images), "--batch", str(row.batch), "--mode", "tf32",
-         "--out", workdir, "--num_samples", str(args.num_samples)],
-        [python, "-m", "gan_jax.evaluate", "fid", f"{prepared}/images.npy",
-         f"{workdir}/samples.npy", "--batch_size", str(args.eval_batch), "--one_nn",
-         "--json", f"{workdir}/metrics.json"],
-    ]
+    return torch_commands(row, args, workdir)
   return [
       [python, "-m", "gan_jax.main", "--config", row.config, "--workdir", workdir,
        f"--config.data.path={args.faces}", f"--config.train.num_steps={steps}",
@@ -131,13 +153,26 @@ HELDOUT_METRICS = ("fid_heldout", "kid_heldout", "kid_std_heldout", "fid_floor_h
                    "kid_floor_heldout", "num_heldout", "num_floor")
 
 
+def torch_heldout_metrics(workdir: pathlib.Path) -> dict:
+  """The PyTorch row's held-out metrics, named as `gan_jax.evaluate run` names them
+  (nothing when it was not evaluated against held-out faces)."""
+  if not (workdir / "metrics_heldout.json").exists():
+    return {}
+  heldout = json.loads((workdir / "metrics_heldout.json").read_text())
+  floor = json.loads((workdir / "metrics_floor.json").read_text())
+  return {"fid_heldout": heldout["fid"], "kid_heldout": heldout["kid"],
+          "kid_std_heldout": heldout["kid_std"], "fid_floor_heldout": floor["fid"],
+          "kid_floor_heldout": floor["kid"], "num_heldout": heldout["num_real"],
+          "num_floor": floor["num_fake"]}
+
+
 def metrics_of(row: Row, workdir: pathlib.Path) -> dict:
   if row.config == "torch":
     metrics = json.loads((workdir / "metrics.json").read_text())
     train = json.loads((workdir / "train.json").read_text())
     return {"fid": metrics["fid"], "kid_mean": metrics["kid"], "kid_std": metrics["kid_std"],
             "one_nn_accuracy": metrics["one_nn_accuracy"], "images_seen": train["images_seen"],
-            "train_img_per_s": train["img_per_s"]}
+            "train_img_per_s": train["img_per_s"], **torch_heldout_metrics(workdir)}
   # The final checkpoint's Inception metrics: the highest step (as a number, not as text).
   steps = {int(p.stem.removeprefix("metrics_step_")): p
            for p in (workdir / "eval").glob("metrics_step_*.json")
@@ -184,8 +219,8 @@ def run_row(row: Row, args, report) -> dict:
   return result
 
 
-SMALL_FILES = ("log.txt", "metrics.jsonl", "metrics.json", "train.json", "eval/*.json",
-               "grid/grid.png", "grid.png", "plots/*.png", "config.json")
+SMALL_FILES = ("log.txt", "metrics.jsonl", "metrics.json", "metrics_*.json", "train.json",
+               "eval/*.json", "grid/grid.png", "grid.png", "plots/*.png", "config.json")
 
 
 def pack(out: pathlib.Path, archive: pathlib.Path) -> None:

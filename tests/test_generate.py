@@ -42,6 +42,23 @@ def test_older_step_and_truncation(tiny_workdir, tmp_path):
   assert z.shape == (3, 16) and np.all(np.abs(z) <= 0.5)
 
 
+def test_ema_batch_stats_reaches_the_loader(tiny_workdir, tmp_path, monkeypatch):
+  """--ema_batch_stats picks the statistics loader.load samples the EMA with (what each
+  mode does: test_ema_stats.py); without it, the run's own setting (None)."""
+  asked = []
+  real_load = loader.load
+  def recording_load(*args, **kwargs):
+    asked.append(kwargs.get("ema_batch_stats"))
+    return real_load(*args, **kwargs)
+  monkeypatch.setattr(loader, "load", recording_load)
+  run_generate(tiny_workdir, tmp_path / "run", "--num", "2", "--grid_only")
+  recomputed = run_generate(tiny_workdir, tmp_path / "own", "--num", "2", "--grid_only",
+                            "--ema_batch_stats", "recompute")
+  assert asked == [None, "recompute"]
+  # tiny keeps no EMA, so there are no EMA statistics to recompute: the same faces.
+  assert recomputed == run_generate(tiny_workdir, tmp_path / "live", "--num", "2", "--grid_only")
+
+
 def test_latents_are_seeded_per_index():
   z = latent_lib.latents(3, 4, 16)
   np.testing.assert_array_equal(z[:2], latent_lib.latents(3, 2, 16))

@@ -121,6 +121,7 @@ def test_fid_of_faces_far_below_noise(faces_dir, extractor, tmp_path, monkeypatc
   assert metrics["noise"]["one_nn_accuracy"] == 1.0
   assert metrics["faces_b"]["one_nn_accuracy"] < 0.9
   assert metrics["noise"]["one_nn_per_set"] == BATCH
+  assert (metrics["noise"]["num_real"], metrics["noise"]["num_fake"]) == (BATCH, BATCH)
 
 
 def test_missing_weights_message(tmp_path, monkeypatch):

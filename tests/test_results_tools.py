@@ -86,6 +86,41 @@ def test_row_carries_the_held_out_metrics_when_evaluated_with_them(tmp_path):
           got["num_heldout"]) == (52.0, 0.11, 19.6, 20)
 
 
+def test_torch_row_sets_the_same_faces_aside_and_measures_against_them(tmp_path):
+  row = next(r for r in results.ROWS if r.config == "torch")
+  args = type("Args", (), dict(out=tmp_path, faces="/faces", images=512_000, num_samples=5000,
+                               eval_batch=250, holdout=1000))
+  prepare, train, fid_train, fid_heldout, floor = results.commands(row, args)
+  prepared = str(tmp_path / f"prepared{row.resolution}_holdout1000")
+  assert prepare[-4:] == ["--out", prepared, "--holdout", "1000"]
+  assert train[train.index("--data") + 1] == f"{prepared}/images.npy"  # training faces only
+  assert fid_train[4] == f"{prepared}/images.npy" and "--one_nn" in fid_train
+  assert fid_heldout[4:6] == [f"{prepared}/heldout.npy", f"{tmp_path / row.name}/samples.npy"]
+  # The floor: as many training faces as samples against the held-out faces.
+  assert floor[4:6] == [f"{prepared}/heldout.npy", f"{prepared}/images.npy"]
+  assert floor[floor.index("--limit") + 1] == "5000"
+  args.holdout = 0  # without held-out faces: the whole set, and no held-out evaluations
+  assert [c[c.index("--out") + 1] for c in results.commands(row, args)
+          if "gan_jax.prepare" in c] == [str(tmp_path / f"prepared{row.resolution}")]
+  assert len(results.commands(row, args)) == 3
+
+
+def test_torch_row_metrics_carry_the_held_out_ones(tmp_path):
+  row = next(r for r in results.ROWS if r.config == "torch")
+  metrics = {"fid": 60.0, "kid": 0.06, "kid_std": 0.001, "one_nn_accuracy": 0.98,
+             "num_real": 5000, "num_fake": 5000}
+  (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+  (tmp_path / "train.json").write_text(json.dumps({"images_seen": 512_000, "img_per_s": 5e3}))
+  assert "fid_heldout" not in results.metrics_of(row, tmp_path)
+  (tmp_path / "metrics_heldout.json").write_text(json.dumps(
+      dict(metrics, fid=62.0, kid=0.07, num_real=1000)))
+  (tmp_path / "metrics_floor.json").write_text(json.dumps(
+      dict(metrics, fid=19.5, kid=0.002, num_real=1000)))
+  got = results.metrics_of(row, tmp_path)
+  assert (got["fid"], got["fid_heldout"], got["kid_heldout"], got["fid_floor_heldout"],
+          got["num_heldout"], got["num_floor"]) == (60.0, 62.0, 0.07, 19.5, 1000, 5000)
+
+
 def test_results_rejects_unknown_rows_and_missing_faces(tmp_path, capsys):
   with pytest.raises(SystemExit):
     results.main(["--faces", str(tmp_path), "--out", str(tmp_path / "o"), "--only", "celeba65"])

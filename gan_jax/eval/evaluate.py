@@ -53,6 +53,7 @@ def run_fid(args) -> None:
     print(f"{path}: {len(stat.features)} images")
   metrics = evaluator_lib.feature_metrics(stats[0], stats[1], args.kid_subsets, args.kid_subset_size,
                             args.precision_recall)
+  metrics.update(num_real=len(stats[0].features), num_fake=len(stats[1].features))
   if args.one_nn:
     metrics["one_nn_accuracy"], count = evaluator_lib.one_nn_equal_sets(stats[0].features, stats[1].features)
     metrics["one_nn_per_set"] = count

@@ -26,6 +26,7 @@ from gan_jax.explore import latents as latent_lib
 from gan_jax import errors
 from gan_jax import cli
 from gan_jax.monitor import progress
+from gan_jax.training import ema_stats
 
 
 def generate(model: loader.TrainedGAN, seed: int, num: int, truncation: float | None = None,
@@ -48,7 +49,7 @@ def image_name(seed: int, index: int) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-  model = loader.load(args.workdir, args.step)
+  model = loader.load(args.workdir, args.step, ema_batch_stats=args.ema_batch_stats)
   print(loader.describe(model, args.workdir))
   images, z = generate(model, args.seed, args.num, args.truncation, args.batch_size)
   out = pathlib.Path(args.out)
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="latent seed; image i uses latent (seed, i)")
   parser.add_argument("--truncation", type=float, default=None,
                       help="resample latent components with |z| > this (e.g. 0.7); default: none")
+  parser.add_argument("--ema_batch_stats", choices=ema_stats.MODES, default=None,
+                      help="batch statistics the EMA generator samples with: live (G's running "
+                           "ones) or recompute (its own); default: the run's "
+                           "train.ema_batch_stats")
   parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument("--grid", action="store_true", help="also write grid.png of all images")
   parser.add_argument("--grid_only", action="store_true",
