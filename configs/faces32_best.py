@@ -10,7 +10,7 @@ batch 32, 103.3 at 64, 124.9 at 128). num_steps is the 45-minute CPU budget of
 docs/results.md's comparison with celeba32. The EMA generator samples with
 batch statistics of its own weights (held-out FID 43.2 against 45.8 with G's
 running ones at the 45-minute step); a learning rate decayed linearly to 0 over
-the budget did worse (48.4 at 40 minutes against 46.5 at a constant rate).
+the budget did worse (49.7 against 43.2, D pulled ahead as the rate fell).
 """
 
 from configs import celeba32
