@@ -3,6 +3,7 @@ FID feature-extraction speed command."""
 
 import json
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -13,6 +14,12 @@ from gan_jax.metrics import inception
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import results  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def results_args(out):
+  """The command line benchmarks/results.py parses, as the row commands read it."""
+  return types.SimpleNamespace(out=out, faces="/faces", images=512_000, num_samples=5000,
+                               eval_batch=250, holdout=1000)
 
 
 def load_config(path):
@@ -26,8 +33,7 @@ def load_config(path):
 @pytest.mark.parametrize("row", [r for r in results.ROWS if r.config != "torch"],
                          ids=lambda r: r.name)
 def test_every_row_is_a_valid_run_of_its_config(row, tmp_path):
-  args = type("Args", (), dict(out=tmp_path, faces="/faces", images=512_000, num_samples=5000,
-                               eval_batch=250, holdout=1000))
+  args = results_args(tmp_path)
   train, evaluate, generate = results.commands(row, args)
   assert "--config.data.holdout=1000" in train  # --holdout sets the faces aside in every row
   config = load_config(row.config)
@@ -88,8 +94,7 @@ def test_row_carries_the_held_out_metrics_when_evaluated_with_them(tmp_path):
 
 def test_torch_row_sets_the_same_faces_aside_and_measures_against_them(tmp_path):
   row = next(r for r in results.ROWS if r.config == "torch")
-  args = type("Args", (), dict(out=tmp_path, faces="/faces", images=512_000, num_samples=5000,
-                               eval_batch=250, holdout=1000))
+  args = results_args(tmp_path)
   prepare, train, fid_train, fid_heldout, floor = results.commands(row, args)
   prepared = str(tmp_path / f"prepared{row.resolution}_holdout1000")
   assert prepare[-4:] == ["--out", prepared, "--holdout", "1000"]
