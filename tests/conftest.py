@@ -16,9 +16,17 @@ PATIENT_COLLECTIVES = ("--xla_cpu_collective_call_warn_stuck_timeout_seconds=120
                        "--xla_cpu_collective_call_terminate_timeout_seconds=300")
 
 
+# Most of a CPU test's time is XLA compiling tiny programs, and most of a compile is LLVM
+# optimising the machine code; without that optimisation a tiny model compiles in about
+# half the time and runs at most twice as slowly (2026-12-01, tests/test_resnet.py's
+# networks). Tests check behaviour (equal bits of equal runs, 8 devices == 1, learning),
+# none of which depends on how well the code is optimised; bench measures speed.
+QUICK_COMPILES = "--xla_backend_optimization_level=0"
+
+
 def xla_flags(devices: int) -> str:
   """XLA_FLAGS for a test's subprocess with `devices` fake CPU devices."""
-  return f"--xla_force_host_platform_device_count={devices} {PATIENT_COLLECTIVES}"
+  return f"--xla_force_host_platform_device_count={devices} {PATIENT_COLLECTIVES} {QUICK_COMPILES}"
 
 
 # `python -m gan_jax.main` with TensorFlow blocked, as on the GPU machines: its import costs

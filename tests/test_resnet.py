@@ -191,8 +191,9 @@ def test_eight_devices_match_one_device():
       state, metrics = runner.step(state, runner.put_batch(batch), key)
     results.append((leaves(runner.get_state(state)), runner.get_metrics(metrics)))
   (one_state, one_metrics), (eight_state, eight_metrics) = results
+  # The 8 devices' partial sums add in another order: equal up to float32 rounding.
   for a, b in zip(one_state, eight_state):
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
   for name, value in eight_metrics.items():
     assert abs(value - one_metrics[name]) < 1e-5, name
 
@@ -219,7 +220,8 @@ def learned_run(faces_dir, faces16, tmp_path_factory):
   """(workdir, pixel Fréchet distance at init, after LEARN_STEPS) of a run saved halfway too."""
   config = learning_config(faces_dir)
   gan = GAN.from_config(config)
-  initial = pixel_frechet(gan, create_state(gan, jax.random.key(config.seed)), faces16)
+  # The state training starts from (compiled once: train_and_evaluate reuses the program).
+  initial = pixel_frechet(gan, train.initial_state(gan, config.seed), faces16)
   workdir = tmp_path_factory.mktemp("resnet_run")
   final = pixel_frechet(gan, train.train_and_evaluate(config, str(workdir)), faces16)
   print(f"pixel Fréchet distance: {initial:.2f} at init -> {final:.2f} after {LEARN_STEPS} steps")
