@@ -30,6 +30,22 @@ def xla_flags(devices: int) -> str:
   return f"--xla_force_host_platform_device_count={devices} {PATIENT_COLLECTIVES} {QUICK_COMPILES}"
 
 
+def subprocess_env(devices: int, xla_cache: "os.PathLike | None" = None, **extra: str) -> dict:
+  """The environment of a test's subprocess: the CPU with `devices` fake devices.
+
+  With `xla_cache`, the subprocess keeps its compiled programs there, all of them
+  (the tiny ones too), so the next run of the same programs skips compiling. JAX
+  writes the cache unlocked: give processes that run at the same time their own.
+  """
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
+  if xla_cache is not None:
+    env.update(JAX_COMPILATION_CACHE_DIR=str(xla_cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env.update(extra)
+  return env
+
+
 # `python -m gan_jax.main` with TensorFlow blocked, as on the GPU machines: its import costs
 # each start about 5 s of CPU, and tests that are not about tf.data need none of it.
 MAIN_WITHOUT_TENSORFLOW = (

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import xla_flags
+from conftest import subprocess_env
 from gan_jax import console
 from gan_jax.monitor import progress
 
@@ -54,8 +54,7 @@ def main_command(tmp_path_factory):
   root = tmp_path_factory.mktemp("console")
   faces = root / "faces8.npy"
   np.save(faces, np.random.RandomState(0).randint(0, 256, (256, 8, 8, 3), np.uint8))
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(root / "xla_cache"),
-             XLA_FLAGS=xla_flags(1))  # not conftest's 8 devices
+  env = subprocess_env(1, root / "xla_cache")  # not conftest's 8 devices
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # conftest's; a user's shell has none
 
   def command(workdir, *flags, steps=STEPS):

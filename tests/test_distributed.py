@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import xla_flags
+from conftest import subprocess_env
 from configs import tiny
 from gan_jax import checkpoint, distributed, train
 from gan_jax.config.checks import ConfigError
@@ -102,10 +102,9 @@ def free_port() -> int:
 
 def cpu_env(num_devices: int, hide_tf: pathlib.Path, **extra) -> dict:
   """A CPU-only environment with `num_devices` devices and no TensorFlow (as on a GPU box)."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-             XLA_FLAGS=xla_flags(num_devices),
-             PYTHONPATH=os.pathsep.join([str(hide_tf), str(REPO)]), PYTHON=sys.executable)
-  env.update(extra)
+  env = subprocess_env(num_devices, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+                       PYTHONPATH=os.pathsep.join([str(hide_tf), str(REPO)]),
+                       PYTHON=sys.executable, **extra)
   for name in ("GAN_JAX_COORDINATOR", "GAN_JAX_NUM_PROCESSES", "GAN_JAX_PROCESS_ID"):
     env.pop(name, None)
   return env

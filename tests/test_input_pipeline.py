@@ -1,7 +1,6 @@
 """The numpy, tf.data and device-resident paths read the same seeded batches."""
 
 import itertools
-import os
 import pathlib
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from conftest import xla_flags
+from conftest import subprocess_env
 from gan_jax import parallel
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.data import prepare
@@ -161,7 +160,7 @@ def test_training_on_the_device_path_without_tensorflow(tmp_path):
       assert input_pipeline.choose_pipeline("auto", faces, 0) == "numpy"   # never tf.data
       print("trained", int(state.step), "steps without tensorflow")
       """)
-  env = dict(os.environ, XLA_FLAGS=xla_flags(2), JAX_PLATFORMS="cpu")
+  env = subprocess_env(2)
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import MAIN_WITHOUT_TENSORFLOW, xla_flags
+from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
 from gan_jax import checkpoint
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -46,11 +46,7 @@ class Trainer:
     self.runs = 0
 
   def env(self, devices: int) -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-            "XLA_FLAGS": xla_flags(devices),
-            "JAX_COMPILATION_CACHE_DIR": str(self.scratch / "xla_cache"),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    return subprocess_env(devices, self.scratch / "xla_cache", TF_CPP_MIN_LOG_LEVEL="3")
 
   def start(self, workdir: pathlib.Path, *flags: str, devices: int = 1) -> subprocess.Popen:
     self.runs += 1

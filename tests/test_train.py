@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import MAIN_WITHOUT_TENSORFLOW, xla_flags
+from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
 from configs import tiny
 from gan_jax import cadence, train
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
@@ -47,9 +47,8 @@ def test_tiny_learns_real_faces(faces_dir, faces16, tmp_path):
 
 
 def run_main(*args, devices=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  if devices:
-    env["XLA_FLAGS"] = xla_flags(devices)
+  # Without `devices`, conftest's 8 fake devices, as in this process.
+  env = subprocess_env(devices) if devices else dict(os.environ, JAX_PLATFORMS="cpu")
   return subprocess.run([sys.executable, *MAIN_WITHOUT_TENSORFLOW, *args], capture_output=True,
                         text=True, cwd=REPO, env=env, timeout=600)
 

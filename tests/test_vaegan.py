@@ -1,7 +1,6 @@
 """The VAE-GAN (model.name=vaegan): networks, its loss terms, its step, resume, learning on real
 faces, and the commands that use its encoder (reconstruct, interpolate --images, project)."""
 
-import os
 import pathlib
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, xla_flags
+from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, subprocess_env
 from configs import tiny
 from gan_jax import checkpoint, models, parallel
 from gan_jax import images as image_lib
@@ -154,8 +153,7 @@ def train_in_subprocess(config, workdir, xla_cache):
       ("model.name", config.model.name), ("data.path", config.data.path),
       ("train.num_steps", config.train.num_steps), ("checkpoint_every", config.checkpoint_every),
       ("sample_every", config.sample_every), ("log_every", config.log_every))]
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1),
-             JAX_COMPILATION_CACHE_DIR=str(xla_cache))
+  env = subprocess_env(1, xla_cache)
   result = subprocess.run([sys.executable, *MAIN_WITHOUT_TENSORFLOW, "--config", "configs/tiny.py",
                            "--workdir", str(workdir), *overrides], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=900)

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import xla_flags
+from conftest import subprocess_env
 from gan_jax import checkpoint, distributed, run_record, workdir_lock
 from gan_jax.errors import WorkdirBusyError
 
@@ -205,8 +205,7 @@ with cli.exit_on_user_error():
 
 @pytest.mark.slow
 def test_two_processes_stop_together_when_process_0_is_refused(tmp_path):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
-         "XLA_FLAGS": xla_flags(1)}
+  env = subprocess_env(1, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
 
   def both(workdir):
     with socket.socket() as free:
@@ -245,11 +244,7 @@ class Runs:
                   "--config.data.resolution=8",
                   f"--config.train.num_steps={STEPS}", "--config.checkpoint_every=10",
                   "--config.log_every=10", "--config.sample_every=1000"]
-    self.env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-                "XLA_FLAGS": xla_flags(1),
-                "JAX_COMPILATION_CACHE_DIR": str(scratch / "xla_cache"),
-                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    self.env = subprocess_env(1, scratch / "xla_cache", TF_CPP_MIN_LOG_LEVEL="3")
     self.count = 0
 
   def start(self, workdir: pathlib.Path, pause: bool = False) -> subprocess.Popen:
