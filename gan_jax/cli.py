@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import signal
 import sys
 from typing import Callable, Iterator, Sequence
 
@@ -83,9 +85,15 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
   logging.set_verbosity(log_level)
   try:
     code = run(args)
+    sys.stdout.flush()  # here, so that a closed pipe is met inside this `try`
   except (UserError, *also) as error:
     report_error(error)
     return 1
+  except BrokenPipeError:
+    # The reader went away (`... | head -1`): stop quietly, as a Unix tool killed by
+    # SIGPIPE does (exit 141), and let nothing try to write to the pipe again at exit.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
   finally:
     logging.set_verbosity(verbosity)
   return 0 if code is None else code

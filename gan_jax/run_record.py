@@ -83,6 +83,18 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+def usable_cpus() -> int:
+  """How many CPUs this process may run on (its affinity: `taskset`, a container's cpuset).
+
+  XLA sizes its CPU thread pools by it, and a CPU run pinned to fewer cores gave
+  other bits (docs/reproducibility.md).
+  """
+  try:
+    return len(os.sched_getaffinity(0))
+  except (AttributeError, OSError):  # not Linux
+    return os.cpu_count() or 1
+
+
 def devices() -> dict[str, Any]:
   """What JAX runs on: platform, device kind, counts, the platform's version (e.g. CUDA)."""
   first = jax.devices()[0]
@@ -158,6 +170,7 @@ def make_record(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dic
       "versions": versions(),
       "devices": devices(),
       "cpu": cpu_model(),
+      "usable_cpus": usable_cpus(),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "git": git_state(),
       "config": json.loads(json.dumps(config.to_dict(), default=str)),
@@ -217,7 +230,8 @@ def describe(record: Mapping[str, Any]) -> list[str]:
       "command: " + command_line(command),
       "versions: " + ", ".join(f"{name} {version}" for name, version in found.items()) + tensorflow,
       f"devices: {device.get('count')} x {device.get('kind')} ({platform_name}), "
-      f"{device.get('process_count')} process(es); cpu {record.get('cpu')}",
+      f"{device.get('process_count')} process(es); cpu {record.get('cpu')}"
+      + (f", {record['usable_cpus']} usable" if record.get("usable_cpus") else ""),
       f"code: {code}",
   ]
 
@@ -253,7 +267,7 @@ def current_environment(platform_name: str) -> dict[str, Any]:
     found[name] = installed_version(name)
   found["tensorflow"] = installed_tensorflow()
   return {"versions": found, "devices": probe_devices(platform_name), "cpu": cpu_model(),
-          "git": git_state()}
+          "usable_cpus": usable_cpus(), "git": git_state()}
 
 
 def differences(record: Mapping[str, Any], current: Mapping[str, Any], was: str = "recorded",
@@ -283,6 +297,8 @@ def differences(record: Mapping[str, Any], current: Mapping[str, Any], was: str 
       differ(f"device {key}", devices_before.get(key), devices_now.get(key))
   if devices_before.get("platform") == "cpu":  # CPU numbers can depend on the instruction set
     differ("cpu", record.get("cpu"), current.get("cpu"))
+    if record.get("usable_cpus"):  # ... and on XLA's thread count (records before it: unknown)
+      differ("usable cpus", record.get("usable_cpus"), current.get("usable_cpus"))
   git_before, git_now = record.get("git") or {}, current.get("git") or {}
   differ("git commit", git_before.get("commit", "no checkout"),
          git_now.get("commit", "no checkout"))

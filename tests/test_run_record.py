@@ -87,6 +87,7 @@ def test_each_start_appends_a_record_of_what_it_ran(tmp_path, monkeypatch):
   assert second["devices"] == {
       "platform": "cpu", "kind": jax.devices()[0].device_kind, "count": 8, "local_count": 8,
       "process_count": 1, "platform_version": jax.devices()[0].client.platform_version}
+  assert second["usable_cpus"] == len(os.sched_getaffinity(0))
   assert "--xla_force_host_platform_device_count=8" in second["xla_flags"]
   head = git_head()
   assert (second["git"] or {}).get("commit") == head  # None outside a git checkout
@@ -122,6 +123,33 @@ def test_uncommitted_changes_differ_by_their_digest():
       "uncommitted changes: recorded 1111, here none"]
   assert run_record.differences(environment(same), environment(None)) == [
       "git commit: recorded abc, here no checkout", "uncommitted changes: recorded 1111, here none"]
+
+
+def test_a_cpu_run_names_another_count_of_usable_cpus():
+  # Measured 2026-12-01: faces32_best pinned to one of two cores (taskset -c 0) ended 40
+  # steps with other bits than on both (docs/reproducibility.md).
+  def environment(platform_name, cpus):
+    return {"versions": {}, "devices": {"platform": platform_name}, "cpu": "x",
+            "usable_cpus": cpus, "git": None}
+  assert run_record.differences(environment("cpu", 2), environment("cpu", 1)) == [
+      "usable cpus: recorded 2, here 1"]
+  assert run_record.differences(environment("cpu", 2), environment("cpu", 2)) == []
+  assert run_record.differences(environment("gpu", 2), environment("gpu", 1)) == []
+  assert run_record.differences(environment("cpu", None), environment("cpu", 1)) == []  # older
+  described = "\n".join(run_record.describe(environment("cpu", 2)))
+  assert "cpu x, 2 usable" in described
+
+
+def test_a_closed_pipe_ends_a_command_quietly(recorded_run):
+  workdir, _ = recorded_run
+  process = subprocess.Popen(  # the reader is gone before the command writes a line
+      [sys.executable, "-m", "gan_jax.checkpoint", "fingerprint", str(workdir)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  process.stdout.close()
+  stderr = process.stderr.read()
+  assert process.wait(timeout=120) == 141, stderr
+  assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
 
 
 def test_the_command_line_reads_as_it_was_typed():
