@@ -22,6 +22,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from conftest import subprocess_env
 from configs import tiny
 from gan_jax import checkpoint, run_record
 from gan_jax.checkpoint import __main__ as command
@@ -145,7 +146,7 @@ def test_a_closed_pipe_ends_a_command_quietly(recorded_run):
   process = subprocess.Popen(  # the reader is gone before the command writes a line
       [sys.executable, "-m", "gan_jax.checkpoint", "fingerprint", str(workdir)],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+      env=subprocess_env(1))
   process.stdout.close()
   stderr = process.stderr.read()
   assert process.wait(timeout=120) == 141, stderr
