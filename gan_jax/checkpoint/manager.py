@@ -6,6 +6,7 @@ Each step directory holds three items: `state` (the tree of `trees.state_to_tree
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Any
 
@@ -22,6 +23,16 @@ from gan_jax.errors import CheckpointError
 from gan_jax.training.state import GANState
 
 CHECKPOINT_DIR = "checkpoints"
+
+
+def _not_the_read_only_notice(record: logging.LogRecord) -> bool:
+  # Orbax warns "Given directory is read only" on every read-only open. Ours are read-only
+  # on purpose (tools that only read a run), and the notice would stand before their one
+  # line of output or error.
+  return not str(record.msg).startswith("Given directory is read only")
+
+
+logging.getLogger("absl").addFilter(_not_the_read_only_notice)
 
 
 def make_manager(workdir: str | pathlib.Path, max_to_keep: int = 3,
