@@ -30,6 +30,7 @@ import sys
 
 import numpy as np
 
+from gan_jax import checkpoint
 from gan_jax import images as image_lib
 from gan_jax.data import loader as data_loader
 from gan_jax.explore import generate as generate_lib
@@ -103,6 +104,17 @@ def main(argv=None) -> int:
   parser.add_argument("--json", default="")
   args = parser.parse_args(argv)
 
+  runs = [pathlib.Path(run) for run in args.runs.split(",")]
+  steps = [int(s) for s in args.steps.split(",")]
+  # Every checkpoint asked for must exist before minutes go into the reference features.
+  for workdir in runs:
+    manager = checkpoint.make_manager(workdir, read_only=True)
+    for step in steps:
+      try:
+        checkpoint.saved_steps(manager, step)
+      except checkpoint.CheckpointError as error:
+        parser.error(str(error))
+
   cache = pathlib.Path(args.cache)
   faces = data_loader.load_image_array(args.faces, resolution=args.resolution, crop=args.crop)
   heldout = faces[len(faces) - args.holdout:]
@@ -115,9 +127,8 @@ def main(argv=None) -> int:
   floor = measure(train_features, heldout_features)
   print(f"floor (training {n} vs held-out {args.holdout}): FID {floor['fid']:.2f}", flush=True)
   rows = []
-  for run in args.runs.split(","):
-    workdir = pathlib.Path(run)
-    for step in [int(s) for s in args.steps.split(",")]:
+  for workdir in runs:
+    for step in steps:
       model = loader.load(workdir, step, ema_batch_stats=args.ema_batch_stats or None,
                           encoder=args.heldout_reconstructions)
       sampler = f" {args.ema_batch_stats}" if args.ema_batch_stats else ""

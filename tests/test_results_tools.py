@@ -2,6 +2,7 @@
 FID feature-extraction speed command."""
 
 import json
+import re
 import sys
 import types
 
@@ -175,3 +176,18 @@ def test_inception_speed_command(tmp_path, capsys):
   assert result["device"].startswith("cpu") and result["random_weights"]
   assert inception.main(["--images", "1", "--batch", "2"]) == 1  # a user error: cli's exit code
   assert "need --images (1) >= --batch (2)" in capsys.readouterr().err
+
+
+def test_heldout_curve_checks_every_checkpoint_before_reading_faces(tmp_path, capsys):
+  import heldout_curve  # pylint: disable=import-outside-toplevel
+  from test_checkpoint import save_steps, tiny_config  # pylint: disable=import-outside-toplevel
+  save_steps(tmp_path / "run", tiny_config(), [5])
+  missing_faces = tmp_path / "no_faces_here"  # the faces are read only after the check
+  for workdir, said in [(tmp_path / "no_run", "train first"),
+                        (tmp_path / "run", "no checkpoint for step 10 .* available steps: 5")]:
+    with pytest.raises(SystemExit) as stop:
+      heldout_curve.main(["--faces", str(missing_faces), "--runs", str(workdir),
+                          "--steps", "10"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(said, err) and str(workdir) in err and "Traceback" not in err
