@@ -120,3 +120,46 @@ def tiny_workdir(faces16, tmp_path_factory) -> pathlib.Path:
   workdir = tmp_path_factory.mktemp("tiny_run")
   train.train_and_evaluate(config, str(workdir))
   return workdir
+
+
+# Checkpoints without training, for tests of the checkpoint code and of the tools that
+# read workdirs (tests/test_checkpoint.py, tests/test_results_tools.py).
+
+def tiny_config(**train):
+  """configs/tiny.py with a placeholder data path and `train` overrides."""
+  from configs import tiny
+  config = tiny.get_config()
+  config.data.path = "unused"
+  config.train.update(train)
+  return config
+
+
+def random_state(config, seed=0, step=0, sharding=None):
+  """A GANState of the model's shapes filled with seeded random numbers."""
+  import numpy as np
+  from gan_jax import checkpoint
+  from gan_jax.training.gan import GAN
+  rng = np.random.default_rng(seed)
+
+  def fill(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.key(seed)
+    if np.issubdtype(x.dtype, np.floating):
+      return rng.standard_normal(x.shape).astype(x.dtype)
+    return rng.integers(0, 1000, x.shape).astype(x.dtype)
+
+  state = jax.tree.map(fill, checkpoint.abstract_state(GAN.from_config(config), config))
+  state = state.replace(step=np.int32(step))
+  return jax.device_put(state, sharding) if sharding is not None else state
+
+
+def save_steps(workdir, config, steps, sharding=None, keep=3):
+  """Saves random_state(seed=step) at each of `steps`; returns the manager and the states."""
+  from gan_jax import checkpoint
+  manager = checkpoint.make_manager(workdir, keep)
+  states = {}
+  for step in steps:
+    states[step] = random_state(config, seed=step, step=step, sharding=sharding)
+    checkpoint.save(manager, states[step], {"step": step, "seed": config.seed}, config, step=step)
+  manager.wait_until_finished()
+  return manager, states

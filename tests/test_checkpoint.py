@@ -13,45 +13,12 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
-from configs import tiny
+from conftest import save_steps, tiny_config
 from gan_jax import checkpoint
 from gan_jax.checkpoint import __main__ as command
 from gan_jax.config import resume
 from gan_jax.explore import loader
 from gan_jax.training.gan import GAN
-
-
-def tiny_config(**train):
-  config = tiny.get_config()
-  config.data.path = "unused"
-  config.train.update(train)
-  return config
-
-
-def random_state(config, seed=0, step=0, sharding=None):
-  """A GANState of the model's shapes filled with seeded random numbers."""
-  rng = np.random.default_rng(seed)
-
-  def fill(x):
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-      return jax.random.key(seed)
-    if np.issubdtype(x.dtype, np.floating):
-      return rng.standard_normal(x.shape).astype(x.dtype)
-    return rng.integers(0, 1000, x.shape).astype(x.dtype)
-
-  state = jax.tree.map(fill, checkpoint.abstract_state(GAN.from_config(config), config))
-  state = state.replace(step=np.int32(step))
-  return jax.device_put(state, sharding) if sharding is not None else state
-
-
-def save_steps(workdir, config, steps, sharding=None, keep=3):
-  manager = checkpoint.make_manager(workdir, keep)
-  states = {}
-  for step in steps:
-    states[step] = random_state(config, seed=step, step=step, sharding=sharding)
-    checkpoint.save(manager, states[step], {"step": step, "seed": config.seed}, config, step=step)
-  manager.wait_until_finished()
-  return manager, states
 
 
 def checkpoint_main(*argv):

@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, save_steps, tiny_config
 from gan_jax.config import checks as config_checks
 from gan_jax.metrics import inception
 
@@ -180,7 +180,6 @@ def test_inception_speed_command(tmp_path, capsys):
 
 def test_heldout_curve_checks_every_checkpoint_before_reading_faces(tmp_path, capsys):
   import heldout_curve  # pylint: disable=import-outside-toplevel
-  from test_checkpoint import save_steps, tiny_config  # pylint: disable=import-outside-toplevel
   save_steps(tmp_path / "run", tiny_config(), [5])
   missing_faces = tmp_path / "no_faces_here"  # the faces are read only after the check
   for workdir, said in [(tmp_path / "no_run", "train first"),
