@@ -63,6 +63,7 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 # A persistent XLA compilation cache for this test process (each pytest-xdist
@@ -95,7 +96,7 @@ def faces_dir() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def faces16(faces_dir) -> "np.ndarray":
+def faces16(faces_dir) -> np.ndarray:
   """The first 2,000 real faces, centre-cropped and resized to 16 px (uint8)."""
   from gan_jax.data import loader as data_loader
   return data_loader.load_image_array(faces_dir, resolution=16, crop="center", limit=2000)
@@ -108,7 +109,6 @@ def tiny_workdir(faces16, tmp_path_factory) -> pathlib.Path:
   For the exploration tools (generate, interpolate, project, nearest). The
   faces go to a temporary .npy, which is also the run's data.path.
   """
-  import numpy as np
   from configs import tiny
   from gan_jax import train
   data = tmp_path_factory.mktemp("tiny_data") / "faces16.npy"
@@ -136,7 +136,6 @@ def tiny_config(**train):
 
 def random_state(config, seed=0, step=0, sharding=None):
   """A GANState of the model's shapes filled with seeded random numbers."""
-  import numpy as np
   from gan_jax import checkpoint
   from gan_jax.training.gan import GAN
   rng = np.random.default_rng(seed)
