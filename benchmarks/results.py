@@ -68,7 +68,7 @@ ROWS = (
     Row("resnet64", "configs/resnet64.py", 64, 64,
         about="residual G/D, spectral norm, hinge, DiffAugment + hflip + EMA + bf16"),
     Row("faces32_best", "configs/faces32_best.py", 32, 32,
-        about="celeba32 + DiffAugment + hflip + EMA, batch 32"),
+        about="celeba32 + DiffAugment + hflip + EMA 0.9995 + LeCam 0.1, batch 32"),
     Row("faces64_best_r1", "configs/faces64_best.py", 64, 128,
         overrides=("model.d_batch_norm=False", "loss.r1_gamma=0.05", "loss.r1_every=16"),
         about="faces64_best with lazy R1 (gamma 0.05) instead of batch norm in D"),

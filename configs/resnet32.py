@@ -10,7 +10,7 @@ Training follows SAGAN/BigGAN for one D update per G update: hinge loss, Adam wi
 beta1 0 and beta2 0.9, and the two-time-scale rates 1e-4 (G) / 4e-4 (D). SNGAN's
 equal 2e-4 rates assume 5 D updates per G update (5x the D cost of a step); the
 faster D rate stands in for them. Plus what small face sets need (as
-faces32_best.py): DiffAugment on everything D sees, mirrored faces, an EMA of G.
+faces32_diffaug.py): DiffAugment on everything D sees, mirrored faces, an EMA of G.
 """
 
 from configs import default

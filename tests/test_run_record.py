@@ -127,7 +127,7 @@ def test_uncommitted_changes_differ_by_their_digest():
 
 
 def test_a_cpu_run_names_another_count_of_usable_cpus():
-  # Measured 2026-12-01: faces32_best pinned to one of two cores (taskset -c 0) ended 40
+  # Measured 2026-12-01: faces32_diffaug pinned to one of two cores (taskset -c 0) ended 40
   # steps with other bits than on both (docs/reproducibility.md).
   def environment(platform_name, cpus):
     return {"versions": {}, "devices": {"platform": platform_name}, "cpu": "x",
