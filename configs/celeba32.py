@@ -1,11 +1,11 @@
 """CelebA at 32 px (seed 002): D of 4 convs (batch norm on the last 3) then dense;
 G of 4 transposed convs (projection + 3) with batch norm on the first 3."""
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 32
   config.data.crop = "celeba"
   config.model.latent_dim = 100

@@ -1,10 +1,10 @@
 """CelebA 64 px with the DCGAN paper's settings (latent 100, 64 filters, Adam 2e-4, b1 0.5)."""
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 64
   config.data.crop = "celeba"
   config.model.latent_dim = 100

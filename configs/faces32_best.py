@@ -11,7 +11,9 @@ of G (0.9995 rather than 0.999; with ema_rampup the two differ only after step
 change alone gave one seed of 42.41 (LeCam) and 42.48 (EMA).
 """
 
-from configs import faces32_diffaug
+from gan_jax.config import files
+
+faces32_diffaug = files.base(__file__, "faces32_diffaug")  # beside this file, else configs/
 
 
 def get_config():

@@ -15,7 +15,9 @@ running ones at the 45-minute step); a learning rate decayed linearly to 0 over
 the budget did worse (49.7 against 43.2, D pulled ahead as the rate fell).
 """
 
-from configs import celeba32
+from gan_jax.config import files
+
+celeba32 = files.base(__file__, "celeba32")  # beside this file, else configs/
 
 
 def get_config():

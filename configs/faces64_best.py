@@ -6,7 +6,9 @@ measures a lower FID against the held-out faces at the same images seen on the
 GPU (docs/results.md). Until then both names give the same run, bit for bit.
 """
 
-from configs import faces64_dcgan
+from gan_jax.config import files
+
+faces64_dcgan = files.base(__file__, "faces64_dcgan")  # beside this file, else configs/
 
 
 def get_config():

@@ -7,11 +7,11 @@ sampling, and bfloat16 compute for speed. docs/results.md gives its FID
 against celeba64's at the same number of images seen, and the variants tried.
 """
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 64
   config.data.crop = "celeba"
   config.data.hflip = True

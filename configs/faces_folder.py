@@ -1,11 +1,11 @@
 """A folder of a few hundred face photos on a CPU (seed 004): 32 px, batch norm in G only,
 and "train the weaker net": when the losses differ by 1 or more only the one behind is updated."""
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 32
   config.data.crop = "center"
   config.model.latent_dim = 100

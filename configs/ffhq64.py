@@ -2,11 +2,11 @@
 target for reals 0.9), batch norm in G and D; stops when a collapse detector fires, as the
 seed stopped its runs by eye before they collapsed."""
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 64
   config.data.crop = "center"
   config.model.latent_dim = 64

@@ -1,10 +1,10 @@
 """LFW faces at 36 px (seed 005): G grows 9 -> 18 -> 36, D mirrors it."""
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 36
   config.data.crop = "center"
   config.model.latent_dim = 100

@@ -13,11 +13,11 @@ faster D rate stands in for them. Plus what small face sets need (as
 faces32_diffaug.py): DiffAugment on everything D sees, mirrored faces, an EMA of G.
 """
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 32
   config.data.crop = "celeba"
   config.data.hflip = True

@@ -9,7 +9,9 @@ loss, Adam beta1 0 / beta2 0.9 at 1e-4 (G) / 4e-4 (D) for one D update per G
 update (SAGAN, BigGAN), DiffAugment, mirrored faces, an EMA of G, bfloat16.
 """
 
-from configs import resnet32
+from gan_jax.config import files
+
+resnet32 = files.base(__file__, "resnet32")  # beside this file, else configs/
 
 
 def get_config():

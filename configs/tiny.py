@@ -1,10 +1,10 @@
 """A few channels at 16 px: fast enough for tests and smoke runs on a CPU."""
 
-from configs import default
+from gan_jax.config import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
   config.data.resolution = 16
   config.data.crop = "center"
   config.model.latent_dim = 16

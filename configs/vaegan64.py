@@ -6,7 +6,9 @@ before the last, 8x8x256 as in the paper, is the learned similarity's feature la
 Batch 64 and a 128-d latent as in the paper.
 """
 
-from configs import vaegan32
+from gan_jax.config import files
+
+vaegan32 = files.base(__file__, "vaegan32")  # beside this file, else configs/
 
 
 def get_config():

@@ -8,16 +8,15 @@ them all on the console too.
 
 import jax
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from gan_jax import cli, console, distributed, train, workdir_lock
-from gan_jax.config import options
+from gan_jax.config import checks, options
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("workdir", None, "Directory for samples, logs and checkpoints.")
-config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
-                                lock_config=True)
+options.define_config_flag("Training configuration file (configs/*.py, or your own), by any "
+                           "path.")
 flags.mark_flags_as_required(["config", "workdir"])
 flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO records (Orbax, JAX, ...) on "
                   "the console; WORKDIR/log.txt has them either way.")
@@ -37,6 +36,8 @@ def main(argv):
   train.use_deterministic_ops(FLAGS.config)
   run_console = console.Console(verbose=FLAGS.verbose)  # before anything else logs
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  # A config that cannot train stops before the workdir gets a lock, a log file or run.json.
+  checks.check_start(FLAGS.config, jax.device_count())
   # The workdir's lock before its log file: a run refused here (another one trains in this
   # workdir) writes nothing there, its records wait in memory and are dropped. train.py takes
   # the lock again; in this thread that is a no-op (workdir_lock.hold).

@@ -23,7 +23,7 @@ from absl import logging
 from gan_jax import (cadence, checkpoint, distributed, parallel, run_record, streams,
                      workdir_lock)
 from gan_jax import images as image_lib
-from gan_jax.config import no_effect
+from gan_jax.config import checks, no_effect
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.eval.evaluator import PeriodicEval
 from gan_jax.monitor.monitor import Monitor
@@ -48,7 +48,7 @@ def use_deterministic_ops(config: ml_collections.ConfigDict) -> None:
   XLA reads XLA_FLAGS once, when JAX starts its backend, so call this first
   (gan_jax.main does). CPU results are deterministic without it.
   """
-  if not config.train.get("deterministic", True):
+  if not config.train.deterministic:
     return
   flags = os.environ.get("XLA_FLAGS", "")
   if "xla_gpu_deterministic_ops" not in flags:
@@ -150,6 +150,8 @@ def input_batches(pipeline: str, faces: np.ndarray, runner: parallel.DataParalle
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
   """Train the GAN that `config` describes; samples, logs, plots and checkpoints go to workdir."""
+  # A config that cannot train stops here, before the workdir gets anything.
+  checks.check_start(config, jax.device_count())
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   # One run per workdir: a second stops here, naming the first (workdir_lock.py); run.json
@@ -164,8 +166,6 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> GANState
   gan = family.bundle(config)  # GAN, or the family's own bundle (VAEGAN)
   for line in no_effect.option_warnings(config):  # options the rest of the config makes inert
     logging.warning("%s", line)
-  # Before any data is read or anything compiled; pmap splits over all processes' devices too.
-  parallel.check_batch_size(config.train.batch_size, jax.device_count())
   faces, pipeline = load_faces(config)
   runner = make_runner(gan, config, pipeline, len(faces))
   manager = checkpoint.make_manager(workdir, config.checkpoint_keep)

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -9,11 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import conftest
 from configs import tiny
 from gan_jax import train
+from gan_jax.config import checks
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.data import prepare
 from gan_jax.data import loader as data_loader
+from gan_jax.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -218,3 +222,52 @@ def test_batch_larger_than_the_data_set(tmp_path):
     train.train_and_evaluate(tiny_config(tmp_path / "faces.npy", 32), tmp_path / "run")
   with pytest.raises(ValueError, match=message):
     next(input_pipeline.numpy_batches(np.zeros((20, 8, 8, 3), np.uint8), 32, seed=0))
+
+
+# --- refused at start, before the workdir gets anything ---
+
+@pytest.mark.parametrize("train_options,message", [
+    ({"batch_size": 0}, "train.batch_size=0 must be >= 1"),
+    ({"batch_size": -8}, "train.batch_size=-8 must be >= 1"),
+    ({"num_steps": -5}, "train.num_steps=-5 must be >= 0"),
+])
+def test_batch_size_and_num_steps_out_of_range_are_refused_at_start(tmp_path, train_options,
+                                                                    message):
+  # data.path is "unused": the start stops before reading any data.
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    train.train_and_evaluate(conftest.tiny_config(**train_options), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_minibatch_std_group_not_dividing_the_per_device_batch_is_refused_at_start(tmp_path):
+  config = conftest.tiny_config(batch_size=24)  # 3 images per device on the 8 test devices
+  config.model.d_minibatch_std, config.model.d_minibatch_std_group = True, 2
+  message = ("model.d_minibatch_std_group=2 must divide the per-device batch (24 / 8 devices = "
+             "3)")
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    checks.check_start(config, num_devices=8)
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    train.train_and_evaluate(config, tmp_path / "run")  # before the data (data.path unused)
+  assert not (tmp_path / "run").exists()
+  checks.check_start(config, num_devices=1)  # 24 images on one device: groups of 2 fit ...
+  config.model.d_minibatch_std_group = 4
+  checks.check_start(config, num_devices=8)  # ... and a group larger than 3 takes all 3
+
+
+def test_a_refused_start_leaves_no_run_json_or_log_txt(tmp_path):
+  earlier, fresh = tmp_path / "earlier_run", tmp_path / "fresh"
+  earlier.mkdir()
+  (earlier / "run.json").write_text('{"starts": []}\n')  # an earlier run's files stay as they were
+  (earlier / "log.txt").write_text("an earlier run's log\n")
+  for workdir in (earlier, fresh):
+    result = subprocess.run(
+        [sys.executable, *conftest.MAIN_WITHOUT_TENSORFLOW, "--config",
+         str(REPO_ROOT / "configs" / "tiny.py"), "--workdir", str(workdir),
+         "--config.data.path=unused", "--config.train.num_steps=-5"],
+        cwd=tmp_path, env=conftest.subprocess_env(1), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.splitlines() == ["error: train.num_steps=-5 must be >= 0"]
+  assert sorted(os.listdir(earlier)) == ["log.txt", "run.json"]
+  assert (earlier / "log.txt").read_text() == "an earlier run's log\n"
+  assert (earlier / "run.json").read_text() == '{"starts": []}\n'
+  assert not fresh.exists()

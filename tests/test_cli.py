@@ -4,11 +4,14 @@ import argparse
 import pathlib
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
 from gan_jax import cli, errors
 from gan_jax.metrics import weights
 
@@ -34,7 +37,8 @@ def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
 def test_the_docs_name_the_commands():
   commands = documented_commands()
   assert set(ABSL_COMMANDS) < set(commands)
-  assert {"gan_jax.prepare", "gan_jax.plots", "gan_jax.evaluate"} < set(commands)
+  assert {"gan_jax.prepare", "gan_jax.plots", "gan_jax.evaluate",
+          "gan_jax.report"} < set(commands)
 
 
 @pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # runpy: imported
@@ -127,3 +131,45 @@ def test_exit_on_user_error(capsys):
 def test_missing_inception_weights_are_a_user_error():
   assert weights.WeightsError is errors.WeightsError
   assert issubclass(weights.WeightsError, errors.UserError)
+
+
+# --- --config by any path, from any folder ---
+
+def run_main_in(folder: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+  """`python -m gan_jax.main ARGS` (TensorFlow blocked) with `folder` as the current folder."""
+  return subprocess.run([sys.executable, *MAIN_WITHOUT_TENSORFLOW, *args], cwd=folder,
+                        env=subprocess_env(1), capture_output=True, text=True, timeout=300)
+
+
+def test_configs_run_from_another_folder(tmp_path):
+  faces = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), np.uint8)
+  np.save(tmp_path / "faces.npy", faces)
+  # A user's config beside the data, built on a project config that is not beside it.
+  (tmp_path / "mine.py").write_text(
+      "from gan_jax.config import files\n\n"
+      "tiny = files.base(__file__, 'tiny')\n\n\n"
+      "def get_config():\n"
+      "  config = tiny.get_config()\n"
+      "  config.train.batch_size, config.train.num_steps = 8, 2\n"
+      "  return config\n")
+  result = run_main_in(tmp_path, "--config", "mine.py", "--workdir", "run",
+                       "--config.data.path=faces.npy", "--config.log_every=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert (tmp_path / "run" / "checkpoints" / "2").is_dir()
+  # A copy of a project config that builds on another one (faces32_best on faces32_diffaug),
+  # and a project config by its absolute path: both load from here.
+  shutil.copy(REPO / "configs" / "faces32_best.py", tmp_path / "my_best.py")
+  for path in (tmp_path / "my_best.py", REPO / "configs" / "faces32_best.py"):
+    result = subprocess.run([sys.executable, "-m", "gan_jax.models", "--config", str(path)],
+                            cwd=tmp_path, env=subprocess_env(1), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_mistyped_config_path_is_one_line(tmp_path):
+  result = run_main_in(tmp_path, "--config", "configs/tny.py", "--workdir", "run")
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [
+      f"error: --config configs/tny.py: no such file in the current folder {tmp_path}; give the "
+      f"path of a config file, e.g. {REPO / 'configs' / 'tiny.py'}"]
+  assert not (tmp_path / "run").exists()

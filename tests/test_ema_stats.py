@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default, tiny
+from configs import tiny
 from gan_jax import checkpoint, streams
+from gan_jax.config import defaults
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.errors import ConfigError
 from gan_jax.eval import evaluate
@@ -164,7 +165,7 @@ def test_trained_gan_computes_the_statistics_once_per_state(gan, state):
 
 
 def test_options_defaults_and_checks():
-  assert default.get_config().train.ema_batch_stats == "live"
+  assert defaults.get_config().train.ema_batch_stats == "live"
   config = make_config(ema_stats_batch_size=0)
   assert GAN.from_config(config).ema_stats_batch_size == config.train.batch_size
   with pytest.raises(ConfigError, match="train.ema_batch_stats"):

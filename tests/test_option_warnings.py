@@ -4,9 +4,9 @@ interpolate's --truncation with --latents."""
 import numpy as np
 import pytest
 
-from configs import default, tiny
+from configs import tiny
 from gan_jax import train
-from gan_jax.config import no_effect
+from gan_jax.config import defaults, no_effect
 from gan_jax.errors import UserError
 from gan_jax.explore import interpolate
 
@@ -21,7 +21,7 @@ def warnings_for(**options):
 
 
 def test_every_shipped_config_has_no_inert_option():
-  assert no_effect.option_warnings(default.get_config()) == []
+  assert no_effect.option_warnings(defaults.get_config()) == []
   assert warnings_for() == []  # tiny sets only options that act
 
 
@@ -31,6 +31,10 @@ def test_every_shipped_config_has_no_inert_option():
     ({"loss.r1_every": 16}, "loss.r1_every=16 has no effect with loss.r1_gamma=0"),
     ({"train.ema_rampup": True},
      "train.ema_rampup=True has no effect with train.ema_decay=0 (no EMA of G)"),
+    ({"train.ema_batch_stats": "recompute"},
+     "train.ema_batch_stats=recompute has no effect with train.ema_decay=0 (no EMA of G)"),
+    ({"train.ema_decay": 0.999, "train.ema_batch_stats": "recompute", "model.g_batch_norm": False},
+     "train.ema_batch_stats=recompute has no effect with model.g_batch_norm=False"),
     ({"train.instance_noise_steps": 500},
      "train.instance_noise_steps=500 has no effect with train.instance_noise=0"),
     ({"train.conv_dtype": "float32"}, "train.conv_dtype=float32 has no effect: it is train.dtype"),
@@ -64,6 +68,7 @@ def test_each_rule_warns_once(options, expected):
     {"loss.name": "wgan-gp", "model.d_batch_norm": False, "loss.gp_weight": 5.0},
     {"loss.r1_gamma": 1.0, "model.d_batch_norm": False, "loss.r1_every": 16},
     {"train.ema_decay": 0.999, "train.ema_rampup": True},
+    {"train.ema_decay": 0.999, "train.ema_batch_stats": "recompute"},
     {"train.instance_noise": 0.1, "train.instance_noise_steps": 500},
     {"train.conv_dtype": "bfloat16"},
     {"model.d_minibatch_std": True, "model.d_minibatch_std_group": 2},

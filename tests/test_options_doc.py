@@ -1,10 +1,11 @@
-"""docs/options.md documents every option of configs/default.py, and only options that exist."""
+"""docs/options.md documents every option of gan_jax/config/defaults.py, and only options that
+exist."""
 
 import ast
 import pathlib
 import re
 
-from configs import default
+from gan_jax.config import defaults
 from gan_jax.config.options import flatten_options
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "options.md"
@@ -28,7 +29,7 @@ def documented_options() -> dict[str, str]:
 
 
 def test_every_option_has_a_row_with_its_default():
-  options = flatten_options(default.get_config().to_dict())
+  options = flatten_options(defaults.get_config().to_dict())
   rows = documented_options()
   missing = sorted(set(options) - set(rows))
   assert not missing, (f"docs/options.md has no table row for {', '.join(missing)}; add "
@@ -38,9 +39,9 @@ def test_every_option_has_a_row_with_its_default():
 
 
 def test_every_documented_option_exists():
-  options = flatten_options(default.get_config().to_dict())
+  options = flatten_options(defaults.get_config().to_dict())
   stale = sorted(set(documented_options()) - set(options))
-  assert not stale, f"docs/options.md documents options configs/default.py lacks: {stale}"
+  assert not stale, f"docs/options.md documents options gan_jax/config/defaults.py lacks: {stale}"
 
 
 def same_value(text: str, value) -> bool:
@@ -53,11 +54,11 @@ def same_value(text: str, value) -> bool:
     return False
 
 
-def test_single_option_rows_give_the_default_of_configs_default():
-  options = flatten_options(default.get_config().to_dict())
+def test_single_option_rows_give_the_defaults():
+  options = flatten_options(defaults.get_config().to_dict())
   wrong = []
   for name, cell in documented_options().items():
     written = re.fullmatch(r"`([^`]*)`", cell)  # only a cell that is one value, e.g. `0.03`
     if name in options and written and not same_value(written.group(1), options[name]):
-      wrong.append(f"{name}: doc {cell}, configs/default.py {options[name]!r}")
+      wrong.append(f"{name}: doc {cell}, gan_jax/config/defaults.py {options[name]!r}")
   assert not wrong, wrong

@@ -7,6 +7,7 @@ device count.
 """
 
 import functools
+import types
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,7 @@ from gan_jax import checkpoint, parallel
 from gan_jax.config import resume
 from gan_jax.errors import ConfigError
 from gan_jax.parallel import BATCH_AXIS
-from gan_jax.training import augment, regularizers
+from gan_jax.training import augment, losses, regularizers
 from gan_jax.training import step as train_step
 from gan_jax.training.gan import GAN
 from gan_jax.training.state import create_state
@@ -161,6 +162,28 @@ def test_consistency_and_mean_sign_on_known_inputs():
   np.testing.assert_array_equal(signs, [0.5, 0.5])
 
 
+def test_ada_measures_d_by_its_loss_boundary():
+  # Least squares calls an output real above 0.5, the BCE losses and hinge above 0.
+  assert {name: losses.get_loss(name).boundary for name in losses.LOSSES} == {
+      "ns": 0.0, "minimax": 0.0, "lsgan": 0.5, "hinge": 0.0, "wgan-gp": None}
+  signs = over_two_devices(lambda x: regularizers.mean_sign(x, 0.5),
+                           jnp.array([[0.3, 0.7], [0.6, 0.9]]))
+  np.testing.assert_array_equal(signs, [0.5, 0.5])  # (-1 + 1 + 1 + 1) / 4
+  # In the step: D outputs 0.3 on every real, and ADA adjusts p = 0.5 at every step.
+  options = {"augment.policy": "color", "augment.ada_target": 0.6, "augment.ada_interval": 1}
+  ada = {"p": jnp.full((2,), 0.5), "sign_sum": jnp.zeros((2,))}
+  for loss, up in (("ns", True), ("lsgan", False)):  # 0.3 is real by 0, fake by 0.5
+    gan = GAN.from_config(make_config({**options, "loss.name": loss}))
+
+    def moved(real_logits, ada, gan=gan):
+      state = types.SimpleNamespace(ada=ada, lecam=None)
+      aux = types.SimpleNamespace(real_logits=real_logits, fake_logits=real_logits)
+      return train_step.regularizer_states(gan, state, aux, jnp.int32(0))["ada"]["p"]
+
+    p = over_two_devices(moved, jnp.full((2, 4), 0.3), ada)
+    assert (float(p[0]) > 0.5) == up, (loss, p)
+
+
 def test_global_rows_do_not_depend_on_the_device_count():
   key = jax.random.key(3)
   one = over_two_devices(lambda _: regularizers.global_uniforms(key, 4, 3), jnp.zeros((1,)))
@@ -261,6 +284,8 @@ def test_eight_devices_match_one_with_ada_lecam_and_bcr():
     ({"loss.lecam_decay": 1.0}, "loss.lecam_decay"),
     ({"loss.bcr_real": 1.0, "loss.bcr_augment": ""}, "loss.bcr_augment"),
     ({"loss.bcr_augment": "rotate"}, "translation"),
+    ({"augment.ada_target": 0.6, "augment.policy": "color", "loss.name": "wgan-gp",
+      "model.d_batch_norm": False}, "set --config.augment.ada_target=0"),
 ])
 def test_bad_options_stop_with_one_line(overrides, message):
   with pytest.raises(ConfigError, match=message) as error:

@@ -83,7 +83,7 @@ def test_unknown_config_key_is_one_line_naming_the_option(tmp_path, override, me
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith(f"error: {override.split('=')[0]}: the config has no option ")
   assert message in last_line and last_line.endswith(
-      "configs/default.py lists every option (docs/options.md explains them).")
+      "gan_jax/config/defaults.py lists every option (docs/options.md explains them).")
 
 
 @pytest.mark.parametrize("data, override, message", [

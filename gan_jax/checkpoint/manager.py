@@ -18,7 +18,8 @@ import orbax.checkpoint as ocp
 from gan_jax.checkpoint import fallback
 from gan_jax.checkpoint.trees import (named_leaves, state_to_tree, state_to_tree_abstract,
                                       tree_to_state)
-from gan_jax.config.resume import check_config, with_defaults
+from gan_jax.config.defaults import with_defaults
+from gan_jax.config.resume import check_config
 from gan_jax.errors import CheckpointError
 from gan_jax.training.state import GANState
 
@@ -90,7 +91,7 @@ def restore_state_item(manager: ocp.CheckpointManager, step: int, target: Any,
 
 
 def restore_config(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
-  """The config saved at `step`, laid over today's defaults (`config.resume.with_defaults`)."""
+  """The config saved at `step`, laid over today's defaults (`config.defaults.with_defaults`)."""
   saved = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
   return with_defaults(saved)
 

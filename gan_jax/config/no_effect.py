@@ -1,6 +1,6 @@
 """Options set to no effect: one warning line each, logged at start-up by the trainer.
 
-An option "is set" when it differs from configs/default.py. Each rule names an
+An option "is set" when it differs from its default (config/defaults.py). Each rule names an
 option that the rest of the config makes inert (a lazy-R1 interval with R1
 off, an EMA ramp-up without an EMA, ...), so a run that is not what its
 command line says is visible in its first lines. Combinations that would train
@@ -11,24 +11,13 @@ are one more entry in `RULES`.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Callable
 
 import ml_collections
 
-from gan_jax.config.resume import DEFAULT_CONFIG_FILE
+from gan_jax.config import defaults as defaults_lib
 
 _MISSING = object()
-
-
-def default_config() -> ml_collections.ConfigDict | None:
-  """configs/default.py's config, or None outside a source checkout."""
-  if not DEFAULT_CONFIG_FILE.is_file():
-    return None
-  spec = importlib.util.spec_from_file_location("_gan_jax_default_config", DEFAULT_CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def _value(config: ml_collections.ConfigDict, name: str) -> Any:
@@ -76,6 +65,18 @@ def _ema_rampup(o: _Options) -> list[str]:
   if o.is_set("train.ema_rampup") and not o["train.ema_decay"]:
     return [f"train.ema_rampup={o['train.ema_rampup']} has no effect with train.ema_decay=0 "
             "(no EMA of G); set e.g. --config.train.ema_decay=0.999"]
+  return []
+
+
+def _ema_batch_stats(o: _Options) -> list[str]:
+  # The EMA's own batch statistics need an EMA, and batch norm in G to have statistics.
+  if not o.is_set("train.ema_batch_stats"):
+    return []
+  option = f"train.ema_batch_stats={o['train.ema_batch_stats']} has no effect with "
+  if not o["train.ema_decay"]:
+    return [option + "train.ema_decay=0 (no EMA of G); set e.g. --config.train.ema_decay=0.999"]
+  if not o["model.g_batch_norm"]:
+    return [option + "model.g_batch_norm=False (G has no batch statistics)"]
   return []
 
 
@@ -145,7 +146,7 @@ def _inert_without(options, switch: str, is_on: Callable[[_Options], bool]):
 
 
 RULES: tuple[Callable[[_Options], list[str]], ...] = (
-    _gp_weight, _r1_every, _ema_rampup, _instance_noise_steps, _conv_dtype,
+    _gp_weight, _r1_every, _ema_rampup, _ema_batch_stats, _instance_noise_steps, _conv_dtype,
     _minibatch_std_group, _device_budget, _eval_options, _monitor_options,
     _inert_without(("loss.lecam_decay",), "loss.lecam_weight=0 (LeCam off)",
                    lambda o: o["loss.lecam_weight"]),
@@ -163,10 +164,7 @@ RULES: tuple[Callable[[_Options], list[str]], ...] = (
 
 def option_warnings(config: ml_collections.ConfigDict,
                     defaults: ml_collections.ConfigDict | None = None) -> list[str]:
-  """One line per option that `config` sets (differs from `defaults`, configs/default.py's
+  """One line per option that `config` sets (differs from `defaults`, config/defaults.py's
   values when None) but the rest of `config` leaves without effect."""
-  defaults = defaults if defaults is not None else default_config()
-  if defaults is None:  # not a source checkout: nothing says what the user set
-    return []
-  options = _Options(config, defaults)
+  options = _Options(config, defaults if defaults is not None else defaults_lib.get_config())
   return [line for rule in RULES for line in rule(options)]

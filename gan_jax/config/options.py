@@ -1,21 +1,27 @@
-"""Config options on the command line: dotted names, and one line for a misspelt one.
+"""Config options on the command line: the --config flag, dotted names, one line for a mistake.
 
+`define_config_flag` defines `--config FILE`, loaded by `files.load` (any path,
+from any folder; filled from the defaults before the `--config.KEY=VALUE`
+overrides apply, so an older config takes overrides of newer options).
 `parse_flags` is `app.run`'s flag parser for the commands that take `--config`
-(main, bench, models): an unknown `--config.KEY` stops with one line naming the
-nearest options instead of a traceback. `flatten_options` gives every option
-its dotted name ("train.batch_size"), as the resume policy compares them.
+(main, bench, models): a `--config` file that is not there, or an unknown
+`--config.KEY`, stops with one line (naming the nearest options) instead of a
+traceback. `flatten_options` gives every option its dotted name
+("train.batch_size"), as the resume policy compares them.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, NoReturn
 
 import ml_collections
-from absl import app
+from absl import app, flags
 from ml_collections.config_flags import config_flags
 
 from gan_jax import cli
+from gan_jax.config import files
+from gan_jax.errors import UserError
 
 
 def flatten_options(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -46,7 +52,7 @@ def unknown_option_message(config: ml_collections.ConfigDict, args: list[str]) -
     hint = (f" Did you mean {' or '.join('--config.' + option for option in near[:3])}?"
             if near else "")
     return (f"--config.{path}: the config has no option {path!r}.{hint} "
-            "configs/default.py lists every option (docs/options.md explains them).")
+            "gan_jax/config/defaults.py lists every option (docs/options.md explains them).")
   return None
 
 
@@ -60,19 +66,40 @@ def _config_file(argv: list[str]) -> str | None:
   return None
 
 
+class _ConfigFileParser(config_flags.ConfigFileFlagParser):
+  """--config's parser: `files.load` (filled from the defaults), then locked."""
+
+  def parse(self, path):
+    config = files.load(path)
+    config.lock()  # a misspelt override then fails instead of adding an option
+    return config
+
+
+def define_config_flag(help_string: str) -> flags.FlagHolder:
+  """`--config FILE` of a command, with its `--config.KEY=VALUE` overrides (ml_collections)."""
+  holder = config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
+  flags.FLAGS[holder.name].parser = _ConfigFileParser(holder.name)
+  return holder
+
+
+def _exit_with(message: str) -> NoReturn:
+  cli.report_error(message)
+  raise SystemExit(1) from None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing; a `--config.KEY` that names no option exits with one clear line."""
+  """absl's flag parsing; a `--config` file that cannot be loaded (not there, no get_config) or a
+  `--config.KEY` that names no option exits with one clear line."""
+  path = _config_file(argv)
+  try:
+    # Loaded here first: absl would wrap the loader's one line into a flag error and a traceback.
+    config = files.load(path) if path is not None else None
+  except UserError as error:
+    _exit_with(str(error))
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError):  # how ml_collections reports a key it does not have
-    # The error comes while --config itself is parsed (it applies the overrides), so
-    # the flag holds no config yet: load the file again to list its options.
-    path = _config_file(argv)
-    if path is None:
-      raise
-    config = config_flags.ConfigFileFlagParser("config").parse(path)
-    message = unknown_option_message(config, argv[1:])
+    message = unknown_option_message(config, argv[1:]) if config is not None else None
     if message is None:  # not an override's fault (e.g. a bug in the config file): keep the trace
       raise
-    cli.report_error(message)
-    raise SystemExit(1) from None
+    _exit_with(message)

@@ -3,21 +3,20 @@
 A checkpoint stores its run's config. Resuming with another value of an
 option that changes the arrays or the batches would silently continue another
 run, so `check_config` refuses it; cadence, length, placement and monitoring
-options may change. `with_defaults` fills options added after a run was saved
-with today's defaults (configs/default.py), which is how the code behaved
-before they existed.
+options may change. The saved config is compared after `defaults.with_defaults`
+has filled the options added after the run was saved.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 from typing import Any
 
 import ml_collections
 from absl import logging
 
+# A saved config filled from the defaults; named here too for the readers of saved runs.
+from gan_jax.config.defaults import with_defaults  # noqa: F401
 from gan_jax.config.options import flatten_options
 from gan_jax.errors import CheckpointError
 
@@ -34,32 +33,6 @@ RESUMABLE_CHANGES = frozenset({
 })
 # Of those, the ones worth a warning: the same images may live elsewhere now.
 WARN_ON_CHANGE = frozenset({"data.path"})
-
-# configs/ sits beside the package in a source checkout.
-DEFAULT_CONFIG_FILE = pathlib.Path(__file__).resolve().parents[2] / "configs" / "default.py"
-
-
-def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-  """A saved config laid over today's configs/default.py.
-
-  Options added after a run was saved take their defaults, which is how the
-  code behaved before they existed; saved values always win.
-  """
-  if not DEFAULT_CONFIG_FILE.is_file():  # not a source checkout: nothing to fill in from
-    return saved
-  spec = importlib.util.spec_from_file_location("_gan_jax_default_config", DEFAULT_CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-
-  def merge(defaults: dict, values: dict) -> dict:
-    merged = dict(defaults)
-    for name, value in values.items():
-      if isinstance(value, dict) and isinstance(defaults.get(name), dict):
-        value = merge(defaults[name], value)
-      merged[name] = value
-    return merged
-
-  return merge(module.get_config().to_dict(), saved)
 
 
 def may_change_on_resume(name: str) -> bool:
@@ -96,8 +69,8 @@ def check_config(saved: dict, config: ml_collections.ConfigDict, workdir: Any) -
     if saved.get(name) != now.get(name):
       logging.warning("resuming with %s=%r; the checkpoint was trained with %r",
                       name, now.get(name), saved.get(name))
-  length_dependent = (now.get("optim.schedule", "constant") != "constant" or (
-      now.get("train.instance_noise", 0) and not now.get("train.instance_noise_steps")))
+  length_dependent = (now["optim.schedule"] != "constant" or (
+      now["train.instance_noise"] and not now["train.instance_noise_steps"]))
   if saved.get("train.num_steps") != now.get("train.num_steps") and length_dependent:
     logging.warning("train.num_steps changed from %s to %s: the learning-rate schedule / instance "
                     "noise, which end at train.num_steps, now follow the new length",

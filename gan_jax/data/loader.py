@@ -141,7 +141,7 @@ def run_training_images(data) -> np.ndarray:
   """The faces a run whose config.data is `data` trains on: its data.limit and data.holdout
   applied (what gan_jax.train and gan_jax.bench read)."""
   return training_images(data.path, data.resolution, data.crop, data.cache_dir,
-                         limit=data.limit or None, holdout=data.get("holdout", 0))
+                         limit=data.limit or None, holdout=data.holdout)
 
 
 def load_image_array(path: os.PathLike | str, resolution: int | None, crop: str = "center",

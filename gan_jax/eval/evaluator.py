@@ -107,7 +107,7 @@ def evaluation_split(data: ml_collections.ConfigDict, path: str | None = None,
   `path`, the faces at `path` are split the same way and data.limit does not
   apply.
   """
-  holdout = data.get("holdout", 0)
+  holdout = data.holdout
   args = (data.resolution, data.crop, data.cache_dir or None)
   if path:
     return data_loader.data_split(path, *args, holdout=holdout if heldout is None else heldout)
@@ -269,8 +269,8 @@ class PeriodicEval:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, gan,
                monitor):
-    options = config.get("eval")  # configs written before evaluation existed have none
-    self.every = options.every if options is not None else 0
+    options = config.eval  # saved configs from before evaluation existed: filled (defaults.py)
+    self.every = options.every
     self.num_steps = config.train.num_steps
     if not self.every:
       return

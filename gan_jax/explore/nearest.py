@@ -104,17 +104,16 @@ def training_faces(data: ml_collections.ConfigDict, resolution: int, path: str,
   `limit` and `crop` replace data.limit and data.crop when given. A raw folder
   is read from (or prepared into) the cache that training uses.
   """
-  limit = limit if limit is not None else (data.get("limit") or None)
-  return data_loader.data_split(path, resolution, crop or data.get("crop", "center"),
-                                data.get("cache_dir") or None, limit,
-                                holdout=data.get("holdout", 0),
+  limit = limit if limit is not None else (data.limit or None)
+  return data_loader.data_split(path, resolution, crop or data.crop, data.cache_dir or None, limit,
+                                holdout=data.holdout,
                                 hint=data_loader.COMMAND_HINT).training
 
 
 def run(args: argparse.Namespace) -> None:
   model = loader.load(args.workdir, args.step, discriminator=args.space == "discriminator")
   print(loader.describe(model, args.workdir))
-  data_path = args.data or model.config.data.get("path")
+  data_path = args.data or model.config.data.path
   if not data_path:
     raise errors.ExploreError("the run's config names no data.path; give --data PATH")
   data = np.asarray(training_faces(model.config.data, model.resolution, data_path, args.limit,

@@ -35,7 +35,7 @@ class GAN:
   loss: losses.GANLoss
   latent_dim: int
   resolution: int
-  # Training techniques; these defaults are plain DCGAN (configs/default.py).
+  # Training techniques; these defaults are plain DCGAN (gan_jax/config/defaults.py).
   g_lr_schedule: optax.Schedule | None = None  # lr by iteration; None: the optimiser's own
   d_lr_schedule: optax.Schedule | None = None
   d_steps: int = 1
@@ -52,7 +52,7 @@ class GAN:
   ema_decay: float = 0.0            # EMA of G's params (0 = off)
   ema_rampup: bool = False
   # Regularisers for small data sets (regularizers.py); 0 = off.
-  ada_target: float = 0.0           # ADA: target of E[sign(D(x))] on the reals
+  ada_target: float = 0.0           # ADA: target of E[sign(D(x) - loss.boundary)] on reals
   ada_interval: int = 4             # ADA: steps between adjustments of p
   ada_adjustment: float = 0.0       # ADA: how far p moves per adjustment
   lecam_weight: float = 0.0         # LeCam regularisation's weight
@@ -102,9 +102,9 @@ class GAN:
         bcr_real=loss.bcr_real,
         bcr_fake=loss.bcr_fake,
         bcr_policy=augment.parse_policy(loss.bcr_augment),
-        ema_batch_stats=train.get("ema_batch_stats", "live"),
-        ema_stats_batches=train.get("ema_stats_batches", 8),
-        ema_stats_batch_size=train.get("ema_stats_batch_size", 0) or train.batch_size,
+        ema_batch_stats=train.ema_batch_stats,
+        ema_stats_batches=train.ema_stats_batches,
+        ema_stats_batch_size=train.ema_stats_batch_size or train.batch_size,
     )
 
   @property

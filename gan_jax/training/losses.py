@@ -10,7 +10,10 @@ Each loss also says what D's logits mean (`d_metrics`): the BCE losses log
 D(x) and D(G(z)) as probabilities (`d_real`, `d_fake`); the others log D's raw
 mean outputs (`d_real_logit`, `d_fake_logit`), which are not probabilities.
 Every loss logs the share of real and fake images D classifies correctly by
-its own decision boundary (`d_real_acc`, `d_fake_acc`; docs/options.md).
+its own decision boundary (`d_real_acc`, `d_fake_acc`; docs/options.md). The
+boundary is the loss's `boundary` (`*_BOUNDARY` below), which ADA's overfitting
+measure reads too; a Wasserstein critic has none (its accuracies use the
+batch's midpoint, and ADA is refused with it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class GANLoss(NamedTuple):
   # (real_logits, fake_logits, axis_name=None) -> the step's metrics of D's outputs.
   d_metrics: Callable[..., dict[str, jax.Array]]
   label_targets: bool = True   # whether d_loss reads the real/fake targets
+  # D's decision boundary on its outputs: above it D calls an image real. None: the
+  # outputs have no absolute one (a critic's scores shift freely).
+  boundary: float | None = 0.0
 
 
 def bce_d_loss(real_logits, fake_logits, real_target=1.0, fake_target=0.0):
@@ -81,6 +87,10 @@ def critic_g_loss(fake_logits):
 
 # --- what D's outputs say, per loss (the step's metrics) ---
 
+BCE_BOUNDARY = 0.0    # logit 0: probability 1/2
+LSGAN_BOUNDARY = 0.5  # halfway between the fake target 0 and G's target 1
+HINGE_BOUNDARY = 0.0  # the middle of the margins [-1, 1]
+
 def _share(correct: jax.Array) -> jax.Array:
   return jnp.mean(correct.astype(jnp.float32))
 
@@ -96,7 +106,7 @@ def bce_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.Arr
   del axis_name  # the boundary is absolute
   return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
           "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-          **accuracies(real_logits, fake_logits, 0.0)}
+          **accuracies(real_logits, fake_logits, BCE_BOUNDARY)}
 
 
 def raw_outputs(real_logits, fake_logits) -> dict[str, jax.Array]:
@@ -110,13 +120,15 @@ def lsgan_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.A
   the metric does not change meaning with loss.real_label.
   """
   del axis_name
-  return {**raw_outputs(real_logits, fake_logits), **accuracies(real_logits, fake_logits, 0.5)}
+  return {**raw_outputs(real_logits, fake_logits),
+          **accuracies(real_logits, fake_logits, LSGAN_BOUNDARY)}
 
 
 def hinge_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.Array]:
   """Mean outputs and accuracies at 0, the middle of the margins [-1, 1]."""
   del axis_name
-  return {**raw_outputs(real_logits, fake_logits), **accuracies(real_logits, fake_logits, 0.0)}
+  return {**raw_outputs(real_logits, fake_logits),
+          **accuracies(real_logits, fake_logits, HINGE_BOUNDARY)}
 
 
 def wasserstein_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str, jax.Array]:
@@ -137,13 +149,14 @@ def wasserstein_d_metrics(real_logits, fake_logits, axis_name=None) -> dict[str,
 
 
 LOSSES = {
-    "ns": GANLoss(ns_d_loss, ns_g_loss, bce_d_metrics),
-    "minimax": GANLoss(ns_d_loss, minimax_g_loss, bce_d_metrics),
-    "lsgan": GANLoss(lsgan_d_loss, lsgan_g_loss, lsgan_d_metrics),
-    "hinge": GANLoss(hinge_d_loss, critic_g_loss, hinge_d_metrics, label_targets=False),
+    "ns": GANLoss(ns_d_loss, ns_g_loss, bce_d_metrics, boundary=BCE_BOUNDARY),
+    "minimax": GANLoss(ns_d_loss, minimax_g_loss, bce_d_metrics, boundary=BCE_BOUNDARY),
+    "lsgan": GANLoss(lsgan_d_loss, lsgan_g_loss, lsgan_d_metrics, boundary=LSGAN_BOUNDARY),
+    "hinge": GANLoss(hinge_d_loss, critic_g_loss, hinge_d_metrics, label_targets=False,
+                     boundary=HINGE_BOUNDARY),
     # The gradient penalty is added by the train step (it needs D itself).
     "wgan-gp": GANLoss(wasserstein_d_loss, critic_g_loss, wasserstein_d_metrics,
-                       label_targets=False),
+                       label_targets=False, boundary=None),
 }
 
 

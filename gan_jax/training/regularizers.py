@@ -8,7 +8,9 @@ else, and G's gradient stops meaning anything. Each technique here is an option
         limited data"): every image D sees is augmented (augment.policy) with a
         probability p, per image and per group of the policy. Every
         augment.ada_interval steps p moves up when D's sign on the reals,
-        r = E[sign(D(x))], is above augment.ada_target, and down otherwise.
+        r = E[sign(D(x) - b)], is above augment.ada_target, and down otherwise;
+        b is the loss's decision boundary (`losses.GANLoss.boundary`: 0 for
+        the BCE losses and hinge, 0.5 for least squares).
   LeCam (Tseng et al. 2021, "Regularizing generative adversarial networks
         under limited data"): mean((D(x) - a_fake)^2) + mean((D(G(z)) - a_real)^2),
         a_* moving averages of D's mean logit on reals and fakes.
@@ -98,9 +100,10 @@ def ada_update(ada: dict, sign_mean: jax.Array, step: jax.Array, target: float,
           "sign_sum": jnp.where(due, 0.0, sign_sum).astype(jnp.float32)}
 
 
-def mean_sign(logits: jax.Array) -> jax.Array:
-  """E[sign(D(x))] over the global batch (every device gets the same value)."""
-  return lax.pmean(jnp.mean(jnp.sign(logits.astype(jnp.float32))), BATCH_AXIS)
+def mean_sign(logits: jax.Array, boundary: float = 0.0) -> jax.Array:
+  """E[sign(D(x) - boundary)] over the global batch (every device gets the same value):
+  +1 when D calls every image real by its loss's boundary, -1 when it calls none real."""
+  return lax.pmean(jnp.mean(jnp.sign(logits.astype(jnp.float32) - boundary)), BATCH_AXIS)
 
 
 # --- LeCam ---

@@ -284,8 +284,10 @@ def regularizer_states(gan: GAN, state: GANState, d_aux: DLossAux, step: jax.Arr
 
   moved = {}
   if gan.ada_target:
-    ada = regularizers.ada_update(state.ada, regularizers.mean_sign(d_aux.real_logits), step,
-                                  gan.ada_target, gan.ada_interval, gan.ada_adjustment)
+    # The overfitting measure r: how many reals D calls real, by its loss's own boundary.
+    r_step = regularizers.mean_sign(d_aux.real_logits, gan.loss.boundary)
+    ada = regularizers.ada_update(state.ada, r_step, step, gan.ada_target, gan.ada_interval,
+                                  gan.ada_adjustment)
     moved["ada"] = finite_or_old(ada, state.ada)
   if gan.lecam_weight:
     lecam = regularizers.lecam_update(state.lecam, d_aux.real_logits, d_aux.fake_logits,
