@@ -17,10 +17,14 @@ state only. Rows per (batch, dtype), one per `--paths` entry:
           as it needs TensorFlow).
 
 A dtype `float32/bfloat16` sets train.dtype=float32 and train.conv_dtype=bfloat16
-(the convolutions' operands in bfloat16, summed in float32; the fast CPU mode).
+(the convolutions' operands in bfloat16, summed in float32; the fast CPU mode); a dtype
+without `/` keeps the config's train.conv_dtype (by default `auto`: bfloat16 products on
+CPUs with bfloat16 dot instructions), and the dtype column shows what the products ran in.
 FLOPs per image are XLA's count for the step lowered for the CPU
-(`device_costs.model_flops`; the same on every device); MFU divides the
-achieved FLOP/s by the GPU's datasheet peak for the dtype (n/a on a CPU).
+(`device_costs.model_flops`; the same on every device; of the plain maths where a
+family's CPU forms compute fewer products: `models.counted_config`); MFU divides the
+achieved FLOP/s by the peak for the products' dtype: a GPU's datasheet figure, or on a
+CPU cores x FLOPs per cycle x clock (gan_jax/cpu_peak.py); --peak_gflops overrides it.
 Images are random uint8 unless --config.data.path names real ones; then they are
 the faces training reads (data.limit applied, data.holdout's set aside). This module
 imports neither TensorFlow nor clu (the tfdata row imports TensorFlow).
@@ -32,21 +36,21 @@ import dataclasses
 import datetime
 import json
 import math
+import pathlib
 import sys
 import time
 from typing import Any, Callable, Iterator
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from gan_jax import cli, device_costs
+from gan_jax.config import options
 from gan_jax.errors import ConfigError
 from gan_jax.data import loader as data_loader
 
 FLAGS = flags.FLAGS
 
-config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
-                                lock_config=True)
+options.define_config_flag("Training configuration file (configs/*.py, or your own), by any path.")
 flags.DEFINE_list("batch", None, "Global batch sizes to time (default: the config's).")
 flags.DEFINE_list("dtype", None, "Computation dtypes to time, float32 and/or bfloat16, each "
                   "optionally /CONV_DTYPE for the convolutions' operands (train.conv_dtype), e.g. "
@@ -63,6 +67,9 @@ flags.DEFINE_list("paths", ["model", "device", "numpy"], "Rows per (batch, dtype
 flags.DEFINE_integer("num_images", 4096, "Random images in the data set of the device/numpy "
                      "rows (raised to fit two global batches per call).")
 flags.DEFINE_string("json", "", "Write the results here.")
+flags.DEFINE_float("peak_gflops", None, "The peak GFLOP/s that the MFU column divides by, all "
+                   "devices together, instead of the derived one (a GPU's datasheet figure; on a "
+                   "CPU cores x FLOPs per cycle x clock, gan_jax/cpu_peak.py).")
 flags.DEFINE_string("profile", "", "Also record a jax.profiler trace of --steps model-path "
                     "iterations per (batch, dtype) under this folder (view with xprof or "
                     "TensorBoard's profile plugin).")
@@ -136,12 +143,13 @@ def random_images(num: int, resolution: int, seed: int = 0):
 
 
 def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: int,
-                 warmup: int, repeats: int, scan: int, profile_dir: str = "") -> Iterator[Row]:
+                 warmup: int, repeats: int, scan: int, profile_dir: str = "",
+                 peak_gflops: float | None = None) -> Iterator[Row]:
   """Rows for one (batch, dtype): compile, warm up and time each path."""
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from gan_jax import parallel, train  # pylint: disable=import-outside-toplevel
+  from gan_jax import models, parallel, train  # pylint: disable=import-outside-toplevel
   from gan_jax.data import pipeline as input_pipeline  # pylint: disable=import-outside-toplevel
   from gan_jax.training import family  # pylint: disable=import-outside-toplevel
 
@@ -157,7 +165,11 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   step_fn = family.make_train_step(gan)
   calls = max(1, math.ceil(steps / scan))
   device = devices[0]
-  peak, peak_basis = device_costs.peak_flops(device, config.train.get("conv_dtype") or config.train.dtype)
+  peak, peak_basis = device_costs.peak_flops(device, products_dtype(config.train))
+  if device.platform != "cpu":
+    peak = peak * len(devices) if peak else None  # per GPU; a CPU's is the whole machine's
+  if peak_gflops:
+    peak, peak_basis = peak_gflops * 1e9, f"{peak_gflops:g} GFLOP/s given by hand"
 
   def fresh_state(runner):  # each runner's step donates the state it is given
     return train.place_state(runner, train.initial_state(gan, config.seed))
@@ -166,10 +178,13 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   batch_on_device = model_runner.put_batch(images[:batch])
   state, key = fresh_state(model_runner)
   model_call = model_runner.step.lower(state, batch_on_device, key).compile()
-  # One iteration's FLOPs, all devices together (each device runs batch / n).
+  # One iteration's FLOPs, all devices together (each device runs batch / n): the model's
+  # plain maths (models.counted_config), whichever form of it this step runs.
   per_device = batch // len(devices)
-  flops = device_costs.model_flops(step_fn, model_runner.get_state(state), (per_device, *images.shape[1:]),
-                      images.dtype)
+  counted = models.counted_config(config)
+  counted_step = step_fn if counted is config else family.make_train_step(family.bundle(counted))
+  flops = device_costs.model_flops(counted_step, model_runner.get_state(state),
+                                   (per_device, *images.shape[1:]), images.dtype)
   if flops is None and scan == 1:  # no CPU backend: the compiled step's own count
     flops = device_costs.cost_flops(model_call)
   if flops is not None:
@@ -182,7 +197,7 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
     return Row(batch=batch, dtype=label, path=path, scan=scan, img_per_s=batch / seconds,
                ms_per_step=1e3 * seconds, flops_per_image=flops_per_image,
                tflops_per_s=achieved / 1e12 if achieved else None,
-               mfu=achieved / (peak * len(devices)) if achieved and peak else None,
+               mfu=achieved / peak if achieved and peak else None,
                peak_basis=peak_basis, compiled_memory_bytes=device_costs.compiled_memory(compiled),
                peak_memory_bytes=device_costs.peak_memory(device))
 
@@ -194,7 +209,12 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
       model_row = row(path, seconds, model_call)
       if profile_dir:  # after timing, so the trace costs the figures nothing
         trace_name = f"b{batch}_{label.replace('/', '_conv_')}_scan{scan}"
-        with jax.profiler.trace(f"{profile_dir}/{trace_name}"):
+        trace_dir = pathlib.Path(profile_dir, trace_name)
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        # The thunks of a CPU trace are named after HLO instructions: their text lets
+        # benchmarks/cpu_profile.py map them to layers and passes.
+        (trace_dir / "step.hlo.txt").write_text(model_call.as_text())
+        with jax.profiler.trace(str(trace_dir)):
           for _ in range(calls):
             state, _ = model_call(state, batch_on_device, key)
           jax.block_until_ready(state)
@@ -228,10 +248,17 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
   del state
 
 
+def products_dtype(train) -> str:
+  """The dtype of the convolutions' operands on this machine (train.conv_dtype resolved)."""
+  from gan_jax.models import operand_dtype  # pylint: disable=import-outside-toplevel
+  resolved = operand_dtype.resolve(train.conv_dtype)
+  return resolved.name if resolved is not None else train.dtype
+
+
 def dtype_label(train) -> str:
-  """train.dtype, with /train.conv_dtype when the convolutions' operands differ."""
-  conv_dtype = train.get("conv_dtype", "")
-  return f"{train.dtype}/{conv_dtype}" if conv_dtype and conv_dtype != train.dtype else train.dtype
+  """train.dtype, with /the products' dtype when the convolutions' operands differ."""
+  products = products_dtype(train)
+  return f"{train.dtype}/{products}" if products != train.dtype else train.dtype
 
 
 def format_row(row: Row) -> str:
@@ -240,7 +267,7 @@ def format_row(row: Row) -> str:
   memory = row.peak_memory_bytes or row.compiled_memory_bytes
   return (f"{row.batch:>6} {row.dtype:>16} {row.path:>7} {row.scan:>4} {row.img_per_s:>10.1f} "
           f"{row.ms_per_step:>9.2f} {maybe(row.flops_per_image, '.3f', 1e-9):>9} "
-          f"{maybe(row.tflops_per_s, '.2f'):>8} {maybe(row.mfu, '.1%'):>6} "
+          f"{maybe(row.tflops_per_s, '.3f'):>8} {maybe(row.mfu, '.1%'):>6} "
           f"{maybe(memory, '.0f', 2**-20):>8} {maybe(row.fraction_of_model, '.0%'):>8}")
 
 
@@ -250,7 +277,7 @@ HEADER = (f"{'batch':>6} {'dtype':>16} {'path':>7} {'scan':>4} {'img/s':>10} {'m
 
 def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: int,
         repeats: int, scan: int, num_images: int, json_path: str = "",
-        profile_dir: str = "") -> dict:
+        profile_dir: str = "", peak_gflops: float | None = None) -> dict:
   """Time every (batch, dtype, path), print the table, and return (and write) the results."""
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -279,9 +306,11 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
   for batch in batches:
     for dtype in dtypes:
       for row in bench_config(config, batch, dtype, paths, devices, images, steps, warmup,
-                              repeats, scan, profile_dir):
+                              repeats, scan, profile_dir, peak_gflops):
         print(format_row(row), flush=True)
         rows.append(row)
+  for basis in dict.fromkeys(row.peak_basis for row in rows):
+    print(f"MFU: the share of the peak {basis}", flush=True)
   result = {
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "command": " ".join(["python -m gan_jax.bench", *sys.argv[1:]]),
@@ -291,7 +320,7 @@ def run(config, batches, dtypes, paths, num_devices: int, steps: int, warmup: in
       "jax_version": jax.__version__,
       "data": source,
       "resolution": resolution,
-      "deterministic": bool(config.train.get("deterministic", False)),
+      "deterministic": bool(config.train.deterministic),
       "steps": steps, "warmup": warmup, "repeats": repeats, "scan": scan,
       "rows": [dataclasses.asdict(row) for row in rows],
   }
@@ -330,7 +359,7 @@ def main(argv):
   train.use_deterministic_ops(config)
   paths = [path for path in PATHS if path in FLAGS.paths]  # model first: others compare to it
   run(config, batches, dtypes, paths, FLAGS.devices, FLAGS.steps, FLAGS.warmup,
-      FLAGS.repeats, FLAGS.scan, FLAGS.num_images, FLAGS.json, FLAGS.profile)
+      FLAGS.repeats, FLAGS.scan, FLAGS.num_images, FLAGS.json, FLAGS.profile, FLAGS.peak_gflops)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,17 @@ PEAK_FLOPS = (
 def peak_flops(device, dtype: str) -> tuple[float | None, str]:
   """(peak FLOP/s, which peak) of `device` for `dtype`; (None, reason) when unknown.
 
-  float32 convolutions and matmuls run as TF32 on Ampere and later GPUs at
+  A CPU's peak is derived from the CPU itself (gan_jax/cpu_peak.py): all the cores
+  this process may use, for the products' dtype. On a GPU, float32 convolutions and matmuls run as TF32 on Ampere and later GPUs at
   JAX's default precision, so float32 rows are held against the TF32 peak,
   unless jax_default_matmul_precision asks for full float32.
   """
+  if device.platform == "cpu":
+    from gan_jax import cpu_peak  # pylint: disable=import-outside-toplevel
+    cpu = cpu_peak.this_cpu()
+    if cpu is None:
+      return None, "n/a (no /proc/cpuinfo; give --peak_gflops)"
+    return cpu.flops(dtype), cpu.basis(dtype)
   if device.platform != "gpu":
     return None, f"n/a ({device.platform})"
   for name, bf16, tf32, fp32 in PEAK_FLOPS:

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO_ROOT, subprocess_env
 from configs import tiny
-from gan_jax import bench, device_costs
+from gan_jax import bench, cpu_peak, device_costs
 from gan_jax.models import fast_conv
 
 
@@ -41,12 +41,14 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path):
   dtypes = ("float32", "float32/bfloat16")
   result = run_bench("--config", "configs/tiny.py", *SMALL, "--batch", "16",
                      "--dtype", ",".join(dtypes), "--paths", "tfdata,numpy,device,model",
-                     "--steps", "3", "--warmup", "1",
+                     "--steps", "3", "--warmup", "1", "--peak_gflops", "50",
                      "--json", str(out), "--profile", str(tmp_path / "trace"))
   assert bench.HEADER in result.stdout
   # One profiler trace per (batch, dtype), of the model path.
   for dtype in ("float32", "float32_conv_bfloat16"):
     assert list((tmp_path / "trace" / f"b16_{dtype}_scan1").rglob("*.xplane.pb")), dtype
+    # ... with the step's HLO, which benchmarks/cpu_profile.py maps the thunks with.
+    assert "ENTRY" in (tmp_path / "trace" / f"b16_{dtype}_scan1" / "step.hlo.txt").read_text()
   data = json.loads(out.read_text())
   assert data["platform"] == "cpu" and data["num_devices"] == 1
   assert data["steps"] == 3 and data["scan"] == 1
@@ -58,11 +60,15 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path):
     assert row["batch"] == 16
     assert row["img_per_s"] > 0 and row["ms_per_step"] > 0
     assert row["flops_per_image"] > 0 and row["tflops_per_s"] > 0
-    assert row["mfu"] is None and row["peak_basis"].startswith("n/a")  # no peak for a CPU
+    # The peak given by hand replaces the derived one.
+    assert row["peak_basis"] == "50 GFLOP/s given by hand"
+    assert row["mfu"] == pytest.approx(row["tflops_per_s"] * 1e3 / 50)
     assert row["compiled_memory_bytes"] > 0
     assert (row["fraction_of_model"] is None) == (row["path"] == "model")
     assert row["path"] == "model" or row["fraction_of_model"] > 0
-  assert len(result.stdout.strip().splitlines()) == 2 + len(rows)  # context line, header, rows
+  # Context line, header, rows, the peak the MFU column divides by.
+  assert result.stdout.strip().splitlines()[2 + len(rows):] == [
+      "MFU: the share of the peak 50 GFLOP/s given by hand"]
 
 
 def test_bench_rejects_bad_options_with_one_line():
@@ -122,8 +128,41 @@ def test_peak_flops_by_device_kind():
   assert device_costs.peak_flops(gpu("NVIDIA H200"), "bfloat16")[0] == 989.4e12
   assert device_costs.peak_flops(gpu("NVIDIA A100-SXM4-80GB"), "bfloat16")[0] == 312.0e12
   assert device_costs.peak_flops(gpu("Some Future GPU"), "bfloat16")[0] is None
-  assert device_costs.peak_flops(types.SimpleNamespace(platform="cpu", device_kind="cpu"),
-                          "float32") == (None, "n/a (cpu)")
+  assert device_costs.peak_flops(types.SimpleNamespace(platform="tpu", device_kind="v5"),
+                                 "float32") == (None, "n/a (tpu)")
+
+
+def _cpuinfo(vendor, family, flags, mhz="2600.000"):
+  return (f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n"
+          f"model name\t: Some CPU\ncpu MHz\t\t: {mhz}\nflags\t\t: {flags}\n\n"
+          "processor\t: 1\nvendor_id\t: other\n")
+
+
+@pytest.mark.parametrize("vendor, family, flags, fp32, bf16", [
+    ("GenuineIntel", 6, "fma avx2 avx512f avx512_bf16 amx_bf16", 64, 2048),  # Sapphire Rapids
+    ("GenuineIntel", 6, "fma avx2 avx512f avx512_bf16", 64, 128),            # AVX512-BF16, no AMX
+    ("GenuineIntel", 6, "fma avx2", 32, 32),                                 # AVX2: no bf16 dots
+    ("AuthenticAMD", 25, "fma avx2 avx512f avx512_bf16", 32, 64),            # Zen 4
+    ("AuthenticAMD", 26, "fma avx2 avx512f avx512_bf16", 64, 128),           # Zen 5
+    ("AuthenticAMD", 23, "fma avx2", 32, 32),                                # Zen 2
+])
+def test_cpu_peak_from_vendor_family_and_flags(vendor, family, flags, fp32, bf16):
+  peak = cpu_peak.derive(_cpuinfo(vendor, family, flags), cores=2)
+  assert (peak.fp32_per_cycle, peak.bf16_per_cycle) == (fp32, bf16)
+  assert peak.flops("float32") == pytest.approx(2 * fp32 * 2.6e9)
+  assert peak.flops("bfloat16") == pytest.approx(2 * bf16 * 2.6e9)
+  assert peak.basis("float32") == f"2 cores x {fp32} fp32 FMA FLOP/cycle x 2.60 GHz"
+  # cpufreq's maximum, where the kernel has one, is the clock.
+  assert cpu_peak.derive(_cpuinfo(vendor, family, flags), 2, max_khz=3_700_000).ghz == 3.7
+
+
+def test_cpu_peak_unknown_core_asks_for_it_by_hand(monkeypatch):
+  peak = cpu_peak.derive(_cpuinfo("ARM", 0, "fp asimd"), cores=4)
+  assert peak.flops("float32") is None and "--peak_gflops" in peak.basis("float32")
+  # bench's CPU rows divide by this machine's derived peak.
+  monkeypatch.setattr(cpu_peak, "this_cpu", lambda: peak)
+  cpu = types.SimpleNamespace(platform="cpu", device_kind="cpu")
+  assert device_costs.peak_flops(cpu, "float32") == (None, peak.basis("float32"))
 
 
 def test_scan_steps_equals_repeated_calls():

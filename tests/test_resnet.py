@@ -122,7 +122,7 @@ def test_spectral_norm_vectors_advance_in_training_only():
     ({"model__d_spectral_norm": False}, "--config.model.d_spectral_norm=True"),
     ({"model__d_dropout": 0.2}, "--config.model.d_dropout=0"),
     ({"model__d_final_size": 2}, "--config.model.d_final_size=0"),
-    ({"model__conv_impl": "im2col"}, "--config.model.conv_impl=auto"),
+    ({"model__conv_impl": "im2col_rgb"}, "--config.model.conv_impl=auto"),
     ({"model__d_minibatch_std": True}, "--config.model.d_minibatch_std=False"),
     ({"data__resolution": 36}, "--config.data.resolution"),
 ])

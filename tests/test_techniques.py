@@ -303,7 +303,7 @@ def test_instance_noise_anneals_linearly_to_zero():
     ({"train.d_steps": 0}, "train.d_steps"),
     ({"model.conv_impl": "cudnn"}, "model.conv_impl='cudnn' is not one of auto, im2col, im2col_rgb"),
     ({"train.conv_dtype": "float16"},
-     "unknown train.conv_dtype 'float16'; use one of float32, bfloat16"),
+     "unknown train.conv_dtype 'float16'; use one of auto, float32, bfloat16"),
     ({"model.name": "stylegan"}, "unknown model.name 'stylegan'; available: dcgan"),
     ({"data.resolution": 50}, r"data.resolution=50 is not 4 or 9 times a power of two"),
     ({"data.resolution": 36, "model.d_final_size": 4},

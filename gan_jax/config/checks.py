@@ -15,6 +15,7 @@ import ml_collections
 
 from gan_jax import models, parallel
 from gan_jax.errors import ConfigError
+from gan_jax.models import operand_dtype
 from gan_jax.training import augment
 from gan_jax.training import ema_stats
 from gan_jax.training import losses
@@ -45,8 +46,8 @@ def _check_names(config: ml_collections.ConfigDict) -> None:
            f"unknown loss.name {loss.name!r}; choose one of {', '.join(sorted(losses.LOSSES))}")
   _require(train.dtype in DTYPES,
            f"unknown train.dtype {train.dtype!r}; use one of {', '.join(DTYPES)}")
-  _require(train.conv_dtype in ("",) + DTYPES,
-           f"unknown train.conv_dtype {train.conv_dtype!r}; use one of {', '.join(DTYPES)} "
+  _require(train.conv_dtype in operand_dtype.CHOICES,
+           f"unknown train.conv_dtype {train.conv_dtype!r}; use one of auto, {', '.join(DTYPES)} "
            "(or '' for train.dtype)")
   _require(optimizer.schedule in optim.SCHEDULES,
            f"unknown optim.schedule {optimizer.schedule!r}; use one of {', '.join(optim.SCHEDULES)}")

@@ -58,8 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 128      # global batch, split over all devices
   config.train.num_steps = 10_000
   config.train.dtype = "float32"     # computation dtype: float32 | bfloat16
-  config.train.conv_dtype = ""       # convolutions' operands ("" = train.dtype): bfloat16 sums
-                                     # in float32, the fast mode on AMX/AVX512-BF16 CPUs
+  config.train.conv_dtype = "auto"   # convolutions' operands: auto = bfloat16 (summed in float32)
+                                     # on CPUs with AVX512-BF16 or AMX, else as ""; "" =
+                                     # train.dtype; float32 | bfloat16 (models/operand_dtype.py)
   config.train.d_steps = 1           # D updates per iteration (each on fresh fakes)
   config.train.g_steps = 1           # G updates per iteration
   config.train.balance_margin = 0.0  # >0: when |L_G - L_D| >= margin update only the weaker net

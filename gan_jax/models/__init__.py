@@ -29,6 +29,18 @@ def check(config: ml_collections.ConfigDict) -> None:
   family(config.model.name).check(config)
 
 
+def counted_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config whose step XLA's cost analysis counts as the model's FLOPs: the family's
+  plain maths (a family whose fast CPU forms compute fewer products, as the residual
+  family's folded convolutions do, names its plain `model.conv_impl` in COUNTED_CONV_IMPL)."""
+  counted_impl = getattr(family(config.model.name), "COUNTED_CONV_IMPL", None)
+  if counted_impl is None or config.model.conv_impl == counted_impl:
+    return config
+  counted = config.copy_and_resolve_references()
+  counted.model.conv_impl = counted_impl
+  return counted
+
+
 def build(config: ml_collections.ConfigDict, axis_name: str | None = None):
   """(generator, discriminator) of `config.model.name`, batch norm synchronised over `axis_name`."""
   return family(config.model.name).build(config, axis_name)

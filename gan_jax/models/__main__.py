@@ -5,14 +5,13 @@
 
 import jax
 from absl import app, flags
-from ml_collections import config_flags
 
 from gan_jax import cli
 from gan_jax.config import options
 from gan_jax.training import family
 from gan_jax.training.state import param_count
 
-config_flags.DEFINE_config_file("config", None, "Configuration file (configs/*.py).")
+options.define_config_flag("Configuration file (configs/*.py, or your own), by any path.")
 flags.mark_flags_as_required(["config"])
 
 

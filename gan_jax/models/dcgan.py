@@ -20,6 +20,7 @@ import ml_collections
 from gan_jax.errors import ConfigError
 from gan_jax.models import fast_conv
 from gan_jax.models import layers
+from gan_jax.models import operand_dtype
 
 # The DCGAN paper's initialisation: every weight from N(0, 0.02).
 dcgan_init = nn.initializers.normal(stddev=0.02)
@@ -156,15 +157,15 @@ def check(config: ml_collections.ConfigDict) -> None:
   model = config.model
   if not 0.0 <= model.d_dropout < 1.0:
     raise ConfigError(f"model.d_dropout={model.d_dropout} must be in [0, 1)")
-  if model.get("d_minibatch_std", False) and model.get("d_minibatch_std_group", 4) < 1:
+  if model.d_minibatch_std and model.d_minibatch_std_group < 1:
     raise ConfigError(f"model.d_minibatch_std_group={model.d_minibatch_std_group} must be >= 1 "
                       "(StyleGAN uses 4)")
-  if model.get("conv_impl", "auto") not in fast_conv.IMPLS:
-    raise ConfigError(f"model.conv_impl={model.get('conv_impl')!r} is not one of "
+  if model.conv_impl not in fast_conv.IMPLS:
+    raise ConfigError(f"model.conv_impl={model.conv_impl!r} is not one of "
                       f"{', '.join(fast_conv.IMPLS)}")
   try:  # the sizes G and D can be built for
     num_upsamplings(config.data.resolution)
-    num_downsamplings(config.data.resolution, model.get("d_final_size", 0))
+    num_downsamplings(config.data.resolution, model.d_final_size)
   except ValueError as error:
     raise ConfigError(str(error)) from None
 
@@ -178,8 +179,8 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = None
   """
   model, resolution = config.model, config.data.resolution
   dtype = jnp.dtype(config.train.dtype)
-  conv_impl = model.get("conv_impl", "auto")
-  conv_dtype = jnp.dtype(config.train.conv_dtype) if config.train.get("conv_dtype") else None
+  conv_impl = model.conv_impl
+  conv_dtype = operand_dtype.resolve(config.train.conv_dtype)
   generator = Generator(resolution=resolution, width=model.g_width or model.width,
                         batch_norm=model.g_batch_norm, dtype=dtype, conv_impl=conv_impl,
                         conv_dtype=conv_dtype, axis_name=axis_name)
@@ -187,8 +188,8 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = None
                                 batch_norm=model.d_batch_norm, final_size=model.d_final_size,
                                 dropout=model.d_dropout,
                                 spectral_norm=model.d_spectral_norm,
-                                minibatch_std=(model.get("d_minibatch_std_group", 4)
-                                               if model.get("d_minibatch_std", False) else 0),
+                                minibatch_std=(model.d_minibatch_std_group
+                                               if model.d_minibatch_std else 0),
                                 dtype=dtype,
                                 conv_impl=conv_impl, conv_dtype=conv_dtype, axis_name=axis_name)
   return generator, discriminator

@@ -18,15 +18,14 @@ family; the other blocks multiply it by the per-resolution factors below.
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import fast_conv
+from gan_jax.models import fused_conv, operand_dtype
 from gan_jax.models.dcgan import batch_norm
 
 START_SIZE = 4
@@ -38,27 +37,26 @@ G_MULTIPLIERS = {16: (1, 1, 1), 32: (1, 1, 1, 1), 64: (16, 8, 4, 2, 1),
 D_MULTIPLIERS = {16: (1, 1, 1), 32: (1, 1, 1, 1), 64: (1, 2, 4, 8, 16),
                  128: (1, 2, 4, 8, 16, 16)}
 RESOLUTIONS = tuple(sorted(G_MULTIPLIERS))
+# bench's FLOPs: those of XLA's plain convolutions, not of the folded CPU forms, which
+# compute the same outputs with fewer products (models/fused_conv.py).
+COUNTED_CONV_IMPL = "lax"
 
 # SNGAN's initialisation (Glorot uniform) for every weight.
 resnet_init = nn.initializers.xavier_uniform()
 
 
-def upsample2x(x: jnp.ndarray) -> jnp.ndarray:
-  """Nearest-neighbour 2x upsampling of NHWC maps."""
-  n, h, w, c = x.shape
-  return jnp.broadcast_to(x[:, :, None, :, None], (n, h, 2, w, 2, c)).reshape(n, 2 * h, 2 * w, c)
+upsample2x, pool2x = fused_conv.upsample2x, fused_conv.pool2x
 
 
-def pool2x(x: jnp.ndarray) -> jnp.ndarray:
-  """2x2 average pooling (stride 2) of NHWC maps with even sides."""
-  n, h, w, c = x.shape
-  return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-
-
-def conv_fn(conv_dtype: Any) -> Callable:
-  """lax.conv_general_dilated for nn.Conv, the products' operands in `conv_dtype` (None:
-  the computation dtype) summed in float32 (train.conv_dtype, the fast CPU mode)."""
-  return functools.partial(fast_conv.conv_general_dilated, operand_dtype=conv_dtype)
+def conv_layer(features: int, size: int, name: str, *, use_bias: bool = True,
+               resample: str | None = None, dtype: Any = jnp.float32, conv_dtype: Any = None,
+               conv_impl: str = "auto") -> fused_conv.Conv:
+  """A SAME stride-1 convolution with nn.Conv's parameters, [upsample ->] conv [-> pool],
+  computed as `conv_impl` says (fused_conv.IMPLS), the products' operands in `conv_dtype`
+  (None: the computation dtype) summed in float32 (train.conv_dtype)."""
+  return fused_conv.Conv(features, size, use_bias=use_bias, resample=resample,
+                         kernel_init=resnet_init, dtype=dtype, impl=conv_impl,
+                         operand_dtype=conv_dtype, name=name)
 
 
 class UpBlock(nn.Module):
@@ -68,21 +66,21 @@ class UpBlock(nn.Module):
   dtype: Any = jnp.float32
   conv_dtype: Any = None
   axis_name: str | None = None
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    def conv(features, size, use_bias, name):
-      return nn.Conv(features, (size, size), padding="SAME", use_bias=use_bias,
-                     kernel_init=resnet_init, dtype=self.dtype,
-                     conv_general_dilated=conv_fn(self.conv_dtype), name=name)
+    def conv(features, size, use_bias, name, resample=None):
+      return conv_layer(features, size, name, use_bias=use_bias, resample=resample,
+                        dtype=self.dtype, conv_dtype=self.conv_dtype, conv_impl=self.conv_impl)
 
     def norm_relu(h, name):
       if self.batch_norm:
         h = batch_norm(train, self.dtype, self.axis_name, name=name)(h)
       return nn.relu(h)
 
-    h = upsample2x(norm_relu(x, "bn0"))
-    h = conv(self.features, 3, not self.batch_norm, "conv0")(h)  # BN's shift is its bias
+    # Upsampling, then conv0 (BN's shift is its bias).
+    h = conv(self.features, 3, not self.batch_norm, "conv0", "upsample_before")(norm_relu(x, "bn0"))
     # The block's output feeds the next batch norm (the next block's bn0 or G's bn_out),
     # whose shift is the bias: biases here would get only rounding noise as gradients,
     # which Adam scales up to full-size steps.
@@ -104,19 +102,22 @@ class DownBlock(nn.Module):
   downsample: bool = True
   dtype: Any = jnp.float32
   conv_dtype: Any = None
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    def conv(features, size, name):
-      return nn.Conv(features, (size, size), padding="SAME", kernel_init=resnet_init,
-                     dtype=self.dtype, conv_general_dilated=conv_fn(self.conv_dtype), name=name)
+    def conv(features, size, name, resample=None):
+      return conv_layer(features, size, name, resample=resample, dtype=self.dtype,
+                        conv_dtype=self.conv_dtype, conv_impl=self.conv_impl)
 
     h = x if self.first else nn.relu(x)
     h = spectral(conv(self.features, 3, "conv0"), h, train)
-    h = spectral(conv(self.features, 3, "conv1"), nn.relu(h), train)
+    # conv1, then pooling when the block downsamples.
+    h = spectral(conv(self.features, 3, "conv1", "pool_after" if self.downsample else None),
+                 nn.relu(h), train)
     shortcut = x
     if self.downsample:
-      h, shortcut = pool2x(h), pool2x(x)  # pooling before the 1x1 conv: the same, 4x cheaper
+      shortcut = pool2x(x)  # pooling before the 1x1 conv: the same, 4x cheaper
     if self.downsample or x.shape[-1] != self.features:
       shortcut = spectral(conv(self.features, 1, "shortcut"), shortcut, train)
     return h + shortcut
@@ -135,6 +136,7 @@ class Generator(nn.Module):
   dtype: Any = jnp.float32  # computation dtype; params stay float32
   conv_dtype: Any = None    # operand dtype of the convolutions' products (None: dtype)
   axis_name: str | None = None  # mapped axis whose devices share batch-norm statistics
+  conv_impl: str = "auto"   # fused_conv.IMPLS
 
   @nn.compact
   def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -144,11 +146,11 @@ class Generator(nn.Module):
     x = x.reshape(z.shape[0], START_SIZE, START_SIZE, channels[0])
     for i, features in enumerate(channels[1:]):
       x = UpBlock(features, self.batch_norm, self.dtype, self.conv_dtype, self.axis_name,
-                  name=f"up{i}")(x, train)
+                  self.conv_impl, name=f"up{i}")(x, train)
     if self.batch_norm:
       x = batch_norm(train, self.dtype, self.axis_name, name="bn_out")(x)
-    x = nn.Conv(3, (3, 3), padding="SAME", kernel_init=resnet_init, dtype=self.dtype,
-                conv_general_dilated=conv_fn(self.conv_dtype), name="to_rgb")(nn.relu(x))
+    x = conv_layer(3, 3, "to_rgb", dtype=self.dtype, conv_dtype=self.conv_dtype,
+                   conv_impl=self.conv_impl)(nn.relu(x))
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -158,6 +160,7 @@ class Discriminator(nn.Module):
   width: int = 128          # channels of the first down-block; D_MULTIPLIERS for the others
   dtype: Any = jnp.float32
   conv_dtype: Any = None
+  conv_impl: str = "auto"   # fused_conv.IMPLS
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
@@ -167,7 +170,8 @@ class Discriminator(nn.Module):
     multipliers = D_MULTIPLIERS[self.resolution]
     for i, multiplier in enumerate(multipliers):
       x = DownBlock(self.width * multiplier, first=i == 0, downsample=i < len(multipliers) - 1,
-                    dtype=self.dtype, conv_dtype=self.conv_dtype, name=f"down{i}")(x, train)
+                    dtype=self.dtype, conv_dtype=self.conv_dtype, conv_impl=self.conv_impl,
+                    name=f"down{i}")(x, train)
     features = jnp.sum(nn.relu(x), axis=(1, 2))  # global sum pooling (SNGAN)
     logit = spectral(nn.Dense(1, kernel_init=resnet_init, dtype=self.dtype, name="logit"),
                      features, train)
@@ -182,7 +186,7 @@ def check(config: ml_collections.ConfigDict) -> None:
                       f"data.resolution={resolution}; set --config.data.resolution to one of them")
   # Every setting it does not take, with its fix, in one line: --config.model.name=resnet
   # on a DCGAN config then needs one more try, not four.
-  conv_impl = model.get("conv_impl", "auto")
+  conv_impl = model.conv_impl
   settings = [
       (model.d_batch_norm, "model.d_batch_norm=True (its D has no batch norm)",
        "--config.model.d_batch_norm=False"),
@@ -194,11 +198,11 @@ def check(config: ml_collections.ConfigDict) -> None:
       (model.d_final_size != 0,
        f"model.d_final_size={model.d_final_size} (its D sums over the 4x4 positions)",
        "--config.model.d_final_size=0"),
-      (model.get("d_minibatch_std", False),
+      (model.d_minibatch_std,
        "model.d_minibatch_std=True (its D has no minibatch-std channel)",
        "--config.model.d_minibatch_std=False"),
-      (conv_impl != "auto",
-       f"model.conv_impl={conv_impl} (it has no 4x4 stride-2 convolutions to rewrite)",
+      (conv_impl not in fused_conv.IMPLS,
+       f"model.conv_impl={conv_impl} (its convolutions take {', '.join(fused_conv.IMPLS)})",
        "--config.model.conv_impl=auto"),
   ]
   refused = [(setting, fix) for wrong, setting, fix in settings if wrong]
@@ -216,10 +220,10 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = None
   """
   model, resolution = config.model, config.data.resolution
   dtype = jnp.dtype(config.train.dtype)
-  conv_dtype = jnp.dtype(config.train.conv_dtype) if config.train.get("conv_dtype") else None
+  conv_dtype = operand_dtype.resolve(config.train.conv_dtype)
   generator = Generator(resolution=resolution, width=model.g_width or model.width,
                         batch_norm=model.g_batch_norm, dtype=dtype, conv_dtype=conv_dtype,
-                        axis_name=axis_name)
+                        axis_name=axis_name, conv_impl=model.conv_impl)
   discriminator = Discriminator(resolution=resolution, width=model.d_width or model.width,
-                                dtype=dtype, conv_dtype=conv_dtype)
+                                dtype=dtype, conv_dtype=conv_dtype, conv_impl=model.conv_impl)
   return generator, discriminator

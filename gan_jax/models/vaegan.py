@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import dcgan, fast_conv
+from gan_jax.models import dcgan, fast_conv, operand_dtype
 
 
 class Encoder(nn.Module):
@@ -66,13 +66,13 @@ def check(config: ml_collections.ConfigDict) -> None:
   """DCGAN's checks, plus what the VAE-GAN's step cannot do."""
   dcgan.check(config)
   model, loss = config.model, config.loss
-  if model.get("e_width", 0) < 0:
+  if model.e_width < 0:
     raise ConfigError(f"model.e_width={model.e_width} must be >= 0 (0 = model.width)")
-  blocks = dcgan.num_downsamplings(config.data.resolution, model.get("d_final_size", 0))
-  if not 1 <= model.get("feature_block", 2) <= blocks:
+  blocks = dcgan.num_downsamplings(config.data.resolution, model.d_final_size)
+  if not 1 <= model.feature_block <= blocks:
     raise ConfigError(f"model.feature_block={model.feature_block} must be in [1, {blocks}]: D has "
                       f"{blocks} conv blocks at {config.data.resolution} px (1 = the last)")
-  if loss.get("kl_weight", 1.0) < 0 or loss.get("recon_weight", 1.0) < 0:
+  if loss.kl_weight < 0 or loss.recon_weight < 0:
     raise ConfigError(f"loss.kl_weight={loss.kl_weight} and loss.recon_weight="
                       f"{loss.recon_weight} must be >= 0")
   # The VAE-GAN step (training/vaegan_step.py) updates E, G and D once each, together.
@@ -80,9 +80,9 @@ def check(config: ml_collections.ConfigDict) -> None:
              "loss.flip_prob": loss.flip_prob, "train.d_steps": config.train.d_steps != 1,
              "train.g_steps": config.train.g_steps != 1,
              "train.balance_margin": config.train.balance_margin,
-             "augment.ada_target": config.augment.get("ada_target", 0.0),
-             "loss.lecam_weight": loss.get("lecam_weight", 0.0),
-             "loss.bcr_real": loss.get("bcr_real", 0.0), "loss.bcr_fake": loss.get("bcr_fake", 0.0)}
+             "augment.ada_target": config.augment.ada_target,
+             "loss.lecam_weight": loss.lecam_weight,
+             "loss.bcr_real": loss.bcr_real, "loss.bcr_fake": loss.bcr_fake}
   for option, used in refused.items():
     if used:
       raise ConfigError(f"model.name=vaegan does not train with {option}; use its default "
@@ -98,8 +98,7 @@ def build_encoder(config: ml_collections.ConfigDict, axis_name: str | None = Non
   """The encoder `config.model` describes (width model.e_width, or model.width when 0)."""
   model = config.model
   return Encoder(resolution=config.data.resolution, latent_dim=model.latent_dim,
-                 width=model.get("e_width", 0) or model.width, batch_norm=model.d_batch_norm,
-                 dtype=jnp.dtype(config.train.dtype), conv_impl=model.get("conv_impl", "auto"),
-                 conv_dtype=(jnp.dtype(config.train.conv_dtype)
-                             if config.train.get("conv_dtype") else None),
+                 width=model.e_width or model.width, batch_norm=model.d_batch_norm,
+                 dtype=jnp.dtype(config.train.dtype), conv_impl=model.conv_impl,
+                 conv_dtype=operand_dtype.resolve(config.train.conv_dtype),
                  axis_name=axis_name)

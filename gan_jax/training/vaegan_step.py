@@ -119,42 +119,43 @@ def d_outputs(vaegan: VAEGAN, d_params, d_batch_stats, real, recon, prior, keys:
           recon_features, d_stats)
 
 
-def forward(vaegan: VAEGAN, state: VAEGANState, e_params, g_params, real: jax.Array,
-            noise: jax.Array, z_prior: jax.Array, keys: Keys, step: jax.Array
-            ) -> tuple[dict[str, jax.Array], Forward]:
-  """E -> z -> G -> D, and G on prior latents -> D: ({'kl', 'recon', 'gan'} terms, Forward)."""
+def forward(vaegan: VAEGAN, state: VAEGANState, e_params, g_params, d_params, real: jax.Array,
+            noise: jax.Array, z_prior: jax.Array, keys: Keys, label_key: jax.Array,
+            step: jax.Array) -> tuple[dict[str, jax.Array], Forward]:
+  """E -> z -> G -> D, and G on prior latents -> D: ({'kl', 'recon', 'gan', 'd'} terms,
+  Forward); 'd' is D's GAN loss of reals against reconstructions and prior samples."""
   mean, log_variance, e_stats = encode(vaegan, e_params, state.e_batch_stats, real)
   z = posterior_sample(mean, log_variance, noise)
   recon, g_stats = gan_step.generate(vaegan, g_params, state.g_batch_stats, z)
   prior, g_stats = gan_step.generate(vaegan, g_params, g_stats, z_prior)
   real_logits, fake_logits, real_features, recon_features, d_stats = d_outputs(
-      vaegan, state.d_params, state.d_batch_stats, real, recon, prior, keys, step)
+      vaegan, d_params, state.d_batch_stats, real, recon, prior, keys, step)
   terms = {"kl": kl_divergence(mean, log_variance),
            "recon": feature_reconstruction(real_features, recon_features),
-           "gan": vaegan.loss.g_loss(fake_logits)}
+           "gan": vaegan.loss.g_loss(fake_logits),
+           "d": gan_step.d_logit_loss(vaegan, real_logits, fake_logits, label_key)}
   return terms, Forward(recon, prior, real_logits, fake_logits, e_stats, g_stats, d_stats)
 
 
-def encoder_decoder_gradients(vaegan: VAEGAN, state: VAEGANState, real, noise, z_prior,
-                              keys: Keys, step) -> tuple[Any, Any, dict, Forward]:
-  """E's and G's device-averaged gradients of their losses, from one forward and two pullbacks."""
+def gradients(vaegan: VAEGAN, state: VAEGANState, real, noise, z_prior, keys: Keys, label_key,
+              step) -> tuple[Any, Any, Any, dict, Forward]:
+  """E's, G's and D's device-averaged gradients of their losses, from one forward (D's three
+  passes run once) and three pullbacks, each of its own network's loss.
+
+  D's pullback also reaches E and G (its images come from them); those parts are unused
+  and the compiler drops them, so D learns as from images with stopped gradients."""
   terms, pullback, out = jax.vjp(
-      lambda e_params, g_params: forward(vaegan, state, e_params, g_params, real, noise, z_prior,
-                                         keys, step), state.e_params, state.g_params, has_aux=True)
-  zero = jnp.zeros((), jnp.float32)
-  e_grads, _ = pullback({"kl": jnp.asarray(vaegan.kl_weight, jnp.float32),
-                         "recon": jnp.ones((), jnp.float32), "gan": zero})
-  _, g_grads = pullback({"kl": zero, "recon": jnp.asarray(vaegan.recon_weight, jnp.float32),
-                         "gan": jnp.ones((), jnp.float32)})
-  return lax.pmean(e_grads, BATCH_AXIS), lax.pmean(g_grads, BATCH_AXIS), terms, out
+      lambda e_params, g_params, d_params: forward(
+          vaegan, state, e_params, g_params, d_params, real, noise, z_prior, keys, label_key,
+          step), state.e_params, state.g_params, state.d_params, has_aux=True)
 
-
-def d_loss(vaegan: VAEGAN, d_params, d_batch_stats, real, recon, prior, keys: Keys, label_key,
-           step) -> tuple[jax.Array, Any]:
-  """D's GAN loss of reals against reconstructions and prior samples: (loss, D's statistics)."""
-  real_logits, fake_logits, _, _, d_stats = d_outputs(vaegan, d_params, d_batch_stats, real,
-                                                      recon, prior, keys, step)
-  return gan_step.d_logit_loss(vaegan, real_logits, fake_logits, label_key), d_stats
+  def weights(**nonzero):
+    return {term: jnp.asarray(nonzero.get(term, 0.0), jnp.float32) for term in terms}
+  e_grads = pullback(weights(kl=vaegan.kl_weight, recon=1.0))[0]
+  g_grads = pullback(weights(recon=vaegan.recon_weight, gan=1.0))[1]
+  d_grads = pullback(weights(d=1.0))[2]
+  return (lax.pmean(e_grads, BATCH_AXIS), lax.pmean(g_grads, BATCH_AXIS),
+          lax.pmean(d_grads, BATCH_AXIS), terms, out)
 
 
 # --- the step ---
@@ -178,13 +179,8 @@ def train_step(vaegan: VAEGAN, state: VAEGANState, batch: jax.Array, key: jax.Ar
   *view_keys, label_key = jax.random.split(updates.device_key(step_key), 5)
   keys = Keys(*view_keys)
 
-  e_grads, g_grads, terms, out = encoder_decoder_gradients(vaegan, state, real, noise, z_prior,
-                                                           keys, step)
-  (_, d_stats), d_grads = jax.value_and_grad(d_loss, argnums=1, has_aux=True)(
-      vaegan, state.d_params, state.d_batch_stats, real, lax.stop_gradient(out.recon),
-      lax.stop_gradient(out.prior), keys, label_key, step)
-  d_grads = lax.pmean(d_grads, BATCH_AXIS)
-  d_loss_value = gan_step.d_logit_loss(vaegan, out.real_logits, out.fake_logits, label_key)
+  e_grads, g_grads, d_grads, terms, out = gradients(vaegan, state, real, noise, z_prior, keys,
+                                                    label_key, step)
 
   always = jnp.array(True)
   e, e_updates, e_skipped = guarded_update(
@@ -195,7 +191,7 @@ def train_step(vaegan: VAEGAN, state: VAEGANState, batch: jax.Array, key: jax.Ar
       NetState(state.g_params, state.g_opt_state, state.g_batch_stats), out.g_batch_stats)
   d, d_updates, d_skipped = guarded_update(
       vaegan.d_optimizer, vaegan.d_lr_schedule, step, always, d_grads,
-      NetState(state.d_params, state.d_opt_state, state.d_batch_stats), d_stats)
+      NetState(state.d_params, state.d_opt_state, state.d_batch_stats), out.d_batch_stats)
 
   ema_g_params = state.ema_g_params
   if vaegan.ema_decay:
@@ -207,7 +203,7 @@ def train_step(vaegan: VAEGAN, state: VAEGANState, batch: jax.Array, key: jax.Ar
       d_params=d.params, d_batch_stats=d.batch_stats, d_opt_state=d.opt_state,
       ema_g_params=ema_g_params)
   metrics = {
-      "d_loss": d_loss_value, "g_loss": terms["gan"],
+      "d_loss": terms["d"], "g_loss": terms["gan"],
       **vaegan.loss.d_metrics(out.real_logits, out.fake_logits, axis_name=BATCH_AXIS),
       "recon_loss": terms["recon"], "kl": terms["kl"],
       "recon_pixel_mse": jnp.mean(jnp.square(out.recon - real)),
