@@ -1,16 +1,17 @@
 """Train a GAN: `python -m gan_jax.main --config configs/ffhq64.py --workdir runs/x`.
 
 Any config option can be overridden, e.g. `--config.train.batch_size=256`.
-The console shows the run's own lines (and a progress bar on a terminal); every
-record, libraries' INFO included, goes to WORKDIR/log.txt; `--verbose` shows
-them all on the console too.
+The console shows the run's own lines (and a progress bar on a terminal) and
+names the config file and its overrides; every record, the full config and
+libraries' INFO included, goes to WORKDIR/log.txt; `--verbose` shows the
+libraries' records on the console too. The start itself (checks, lock, log
+file, run record, then the loop) is `gan_jax.start.run`.
 """
 
-import jax
-from absl import app, flags, logging
+from absl import app, flags
 
-from gan_jax import cli, console, distributed, train, workdir_lock
-from gan_jax.config import checks, options
+from gan_jax import cli, console, distributed, start, train
+from gan_jax.config import options
 
 FLAGS = flags.FLAGS
 
@@ -36,20 +37,7 @@ def main(argv):
   train.use_deterministic_ops(FLAGS.config)
   run_console = console.Console(verbose=FLAGS.verbose)  # before anything else logs
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  # A config that cannot train stops before the workdir gets a lock, a log file or run.json.
-  checks.check_start(FLAGS.config, jax.device_count())
-  # The workdir's lock before its log file: a run refused here (another one trains in this
-  # workdir) writes nothing there, its records wait in memory and are dropped. train.py takes
-  # the lock again; in this thread that is a no-op (workdir_lock.hold).
-  with workdir_lock.hold(FLAGS.workdir):
-    run_console.log_to_file(FLAGS.workdir, jax.process_index())
-    # TensorFlow (tf.data, TensorBoard) prints its C++ INFO lines at import: into the log file.
-    run_console.import_quietly("tensorflow")
-    logging.info("%s", distributed.describe())
-    if jax.process_index() != 0:
-      run_console.show_warnings_only()  # one console to read; warnings still come from all
-    logging.info("config:\n%s", FLAGS.config)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  start.run(FLAGS.config, FLAGS.workdir, run_console, options.config_source(FLAGS["config"]))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 `train_and_evaluate` reads top to bottom: the GAN, the faces and their input
 path, the runner (the step on every device), the state (restored or new), the
-monitor and the evaluator, then the loop. `initial_state` and `place_state`
+monitor and the evaluator, then the loop. It only trains: the process's
+set-up (checks, the workdir's lock, log file and run record) is
+`gan_jax.start.run`'s. `initial_state` and `place_state`
 are the set-up that `gan_jax.bench` shares with it.
 """
 
@@ -20,10 +22,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import (cadence, checkpoint, distributed, parallel, run_record, streams,
-                     workdir_lock)
+from gan_jax import cadence, checkpoint, distributed, parallel, streams
 from gan_jax import images as image_lib
-from gan_jax.config import checks, no_effect
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.eval.evaluator import PeriodicEval
 from gan_jax.monitor.monitor import Monitor
@@ -148,24 +148,16 @@ def input_batches(pipeline: str, faces: np.ndarray, runner: parallel.DataParalle
                                      config.seed, start_step, config.data.hflip)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
-  """Train the GAN that `config` describes; samples, logs, plots and checkpoints go to workdir."""
-  # A config that cannot train stops here, before the workdir gets anything.
-  checks.check_start(config, jax.device_count())
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+                       ) -> GANState:
+  """Train the GAN that `config` describes; samples, logs, plots and checkpoints go to workdir.
+
+  Only the training: the start's checks, the workdir's lock, log file and run
+  record are `gan_jax.start.run`'s, which calls this.
+  """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  # One run per workdir: a second stops here, naming the first (workdir_lock.py); run.json
-  # gets what this start runs (run_record.py). The lock is released however training ends.
-  with workdir_lock.hold(workdir):
-    run_record.append(workdir, config)
-    return _train(config, workdir)
-
-
-def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> GANState:
-  """train_and_evaluate's body, run while this run holds the workdir."""
   gan = family.bundle(config)  # GAN, or the family's own bundle (VAEGAN)
-  for line in no_effect.option_warnings(config):  # options the rest of the config makes inert
-    logging.warning("%s", line)
   faces, pipeline = load_faces(config)
   runner = make_runner(gan, config, pipeline, len(faces))
   manager = checkpoint.make_manager(workdir, config.checkpoint_keep)

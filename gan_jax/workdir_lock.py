@@ -2,25 +2,20 @@
 
 Two runs in one workdir would overwrite each other's checkpoints, so a second
 `python -m gan_jax.main` with the --workdir of a running one stops at once,
-naming the running process. The lock is an exclusive `flock` on
-WORKDIR/run.lock, whose text says who holds it (pid, host, start time,
-command). The kernel drops a flock when its process ends, however it ends
-(`kill -9` included), so a lock file whose flock is free was left by a run of
-this host that no longer runs: the next run takes it over (with a warning)
-and resumes. A file left by a process on another host cannot be checked from
-here (network file systems do not all pass flocks between hosts), so a run
-stops and says so; delete the file if that run has ended. On a file system
-without flock the holder's pid is checked instead (a race of two starts at
-the same instant is then not caught).
+naming the running process. The lock is `filelock`'s on WORKDIR/run.lock: an
+flock, which the kernel drops when its process ends however it ends (`kill
+-9` included); on a file system without flock, filelock's marker file, whose
+pid it checks. WORKDIR/run.holder.json names the holder (pid, host, start
+time, command) while it runs and is removed when it ends, so a holder file
+beside a free lock was left by a run of this host that no longer runs: the
+next run takes it over (with a warning) and resumes. A holder file of another
+host cannot be checked from here (network file systems do not all pass flocks
+between hosts), so a run stops and says so; delete the file if that run has
+ended.
 
 A multi-process run (gan_jax/distributed.py) takes one lock for all its
 processes: process 0 holds it, and all processes learn from an all-gather
 whether it got it, so they stop together.
-
-`hold` nests: gan_jax/main.py takes the lock before it opens WORKDIR/log.txt
-(so a refused run does not write into the running one's log) and the trainer
-takes it again inside; the inner `hold` of the thread that holds the lock does
-nothing. Another thread, or another object, is refused as another process is.
 """
 
 from __future__ import annotations
@@ -28,16 +23,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import json
 import os
 import pathlib
 import shlex
 import socket
 import sys
-import threading
 from typing import Iterator
 
+import filelock
 import jax
 from absl import logging
 
@@ -45,13 +39,12 @@ from gan_jax import distributed
 from gan_jax.errors import WorkdirBusyError
 
 LOCK_FILE = "run.lock"
-# Workdirs (resolved) whose lock a `hold` of this process has, and the thread that entered it.
-_held_by: dict[pathlib.Path, int] = {}
+HOLDER_FILE = "run.holder.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class Holder:
-  """The process that holds (or held) a workdir's lock, as its lock file says."""
+  """The process that holds (or held) a workdir's lock, as its holder file says."""
   pid: int
   host: str
   started: str  # UTC, 'YYYY-MM-DD HH:MM:SS UTC'
@@ -63,36 +56,17 @@ class Holder:
     return cls(os.getpid(), socket.gethostname(), started, shlex.join(sys.argv))
 
   @classmethod
-  def parse(cls, text: str) -> "Holder | None":
-    """The holder a lock file names; None for an empty or unreadable file."""
+  def read(cls, path: pathlib.Path) -> "Holder | None":
+    """The holder a holder file names; None for a missing, empty or unreadable file."""
     try:
-      fields = json.loads(text)
+      fields = json.loads(path.read_text())
       return cls(int(fields["pid"]), str(fields["host"]), str(fields["started"]),
                  str(fields.get("command", "")))
-    except (ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError):
       return None
 
   def describe(self) -> str:
     return f"pid {self.pid} on host {self.host} (started {self.started})"
-
-
-def pid_alive(pid: int) -> bool:
-  """Whether a process `pid` runs on this host (signal 0 checks without sending)."""
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # it runs, as another user
-    return True
-  return True
-
-
-def _read(fd: int) -> str:
-  os.lseek(fd, 0, os.SEEK_SET)
-  chunks = []
-  while chunk := os.read(fd, 65536):
-    chunks.append(chunk)
-  return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 class WorkdirLock:
@@ -101,83 +75,56 @@ class WorkdirLock:
   def __init__(self, workdir: str | pathlib.Path):
     self.workdir = pathlib.Path(workdir)
     self.path = self.workdir / LOCK_FILE
-    self._fd: int | None = None
+    self.holder_path = self.workdir / HOLDER_FILE
+    # timeout=0: a busy workdir is refused at once, never waited for.
+    self._lock = filelock.FileLock(self.path, timeout=0, thread_local=False)
 
-  def _busy(self, holder: Holder | None) -> WorkdirBusyError:
+  def _busy(self) -> WorkdirBusyError:
+    holder = Holder.read(self.holder_path)
     if holder is None:
       return WorkdirBusyError(
-          f"{self.workdir} is in use by another training run that is starting ({self.path} "
+          f"{self.workdir} is in use by another training run that is starting ({self.holder_path} "
           "does not name it yet): wait for it to end, or use another --workdir")
     return WorkdirBusyError(
         f"{self.workdir} is in use by the training run of {holder.describe()}: wait for it to "
         f"end, stop it (kill {holder.pid}: it saves a checkpoint and exits, and rerunning "
         "resumes), or use another --workdir")
 
-  def _open_locked(self) -> tuple[int, bool]:
-    """(descriptor of the lock file, whether flock holds it); raises when another holds it."""
-    while True:
-      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-      try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        flocked = True
-      except BlockingIOError:
-        holder = Holder.parse(_read(fd))
-        os.close(fd)
-        raise self._busy(holder) from None
-      except OSError:  # a file system without flock: the pid check below decides
-        flocked = False
-      try:  # a holder that released it between our open and flock unlinked this file
-        if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
-          return fd, flocked
-      except FileNotFoundError:
-        pass
-      os.close(fd)
-
   def acquire(self) -> Holder | None:
     """Take the lock; returns the holder of a stale lock taken over (None if it was free)."""
-    if self._fd is not None:
-      raise RuntimeError(f"{self.path} is already held by this object")
     self.workdir.mkdir(parents=True, exist_ok=True)  # a new run's workdir: the lock comes first
-    fd, flocked = self._open_locked()
-    me = Holder.this_process()
-    previous = Holder.parse(_read(fd))
+    try:
+      self._lock.acquire()
+    except filelock.Timeout:
+      raise self._busy() from None
+    previous, me = Holder.read(self.holder_path), Holder.this_process()
     if previous is not None and previous.host != me.host:
-      os.close(fd)
+      self._lock.release()
       raise WorkdirBusyError(
-          f"{self.path} says {self.workdir} is held by the training run of "
+          f"{self.holder_path} says {self.workdir} is held by the training run of "
           f"{previous.describe()}, and this host ({me.host}) cannot tell whether it still "
-          f"runs: if it has ended, delete {self.path} and rerun; else wait for it or use "
+          f"runs: if it has ended, delete {self.holder_path} and rerun; else wait for it or use "
           "another --workdir")
-    if (previous is not None and not flocked and previous.pid != me.pid
-        and pid_alive(previous.pid)):
-      os.close(fd)
-      raise self._busy(previous)
     if previous is not None:
       logging.warning("%s was left by the training run of %s, which no longer runs (killed?): "
-                      "taking it over", self.path, previous.describe())
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, json.dumps(dataclasses.asdict(me)).encode())
-    os.fsync(fd)
-    self._fd = fd
+                      "taking it over", self.holder_path, previous.describe())
+    temporary = self.holder_path.with_name(HOLDER_FILE + ".tmp")
+    temporary.write_text(json.dumps(dataclasses.asdict(me)))
+    os.replace(temporary, self.holder_path)  # a refused run never reads half a file
     return previous
 
   def release(self) -> None:
-    """Remove the lock file and drop the flock (nothing when not held)."""
-    if self._fd is None:
+    """Remove the holder file and release the lock (nothing when not held)."""
+    if not self._lock.is_locked:
       return
-    fd, self._fd = self._fd, None
     try:
-      if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
-        os.unlink(self.path)  # before the flock goes: a waiter then sees another inode
-    except FileNotFoundError:
-      pass
+      self.holder_path.unlink(missing_ok=True)  # while still held: no one reads it meanwhile
     finally:
-      os.close(fd)
+      self._lock.release()
 
   @property
   def held(self) -> bool:
-    return self._fd is not None
+    return self._lock.is_locked
 
 
 @contextlib.contextmanager
@@ -187,10 +134,6 @@ def hold(workdir: str | pathlib.Path) -> Iterator[None]:
   With several processes, process 0 takes the lock for all; every process must
   enter at the same point (an all-gather tells the others whether it got it).
   """
-  key = pathlib.Path(workdir).resolve()
-  if _held_by.get(key) == threading.get_ident():  # an outer `hold` of this thread has it
-    yield
-    return
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else None
   refused = None
   if lock is not None:
@@ -204,10 +147,8 @@ def hold(workdir: str | pathlib.Path) -> Iterator[None]:
                            "--workdir")
   if refused is not None:
     raise refused
-  _held_by[key] = threading.get_ident()
   try:
     yield
   finally:
-    del _held_by[key]
     if lock is not None:
       lock.release()

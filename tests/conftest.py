@@ -110,7 +110,7 @@ def tiny_workdir(faces16, tmp_path_factory) -> pathlib.Path:
   faces go to a temporary .npy, which is also the run's data.path.
   """
   from configs import tiny
-  from gan_jax import train
+  from gan_jax import start
   data = tmp_path_factory.mktemp("tiny_data") / "faces16.npy"
   np.save(data, np.asarray(faces16[:512]))
   config = tiny.get_config()
@@ -118,7 +118,7 @@ def tiny_workdir(faces16, tmp_path_factory) -> pathlib.Path:
   config.train.num_steps, config.checkpoint_every = 20, 10
   config.log_every, config.sample_every = 10, 20
   workdir = tmp_path_factory.mktemp("tiny_run")
-  train.train_and_evaluate(config, str(workdir))
+  start.run(config, str(workdir))  # as gan_jax.main trains: run.json has its start
   return workdir
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 import conftest
 from configs import tiny
-from gan_jax import train
+from gan_jax import start
 from gan_jax.config import checks
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.data import prepare
@@ -211,7 +211,7 @@ def test_batch_not_divisible_by_the_devices(tmp_path):
   np.save(tmp_path / "faces.npy", np.zeros((40, 8, 8, 3), np.uint8))
   with pytest.raises(ValueError, match=r"train.batch_size=12 is not divisible by the 8 devices; "
                      r"use a multiple of 8 \(e.g. --config.train.batch_size=8\)"):
-    train.train_and_evaluate(tiny_config(tmp_path / "faces.npy", 12), tmp_path / "run")
+    start.run(tiny_config(tmp_path / "faces.npy", 12), tmp_path / "run")
 
 
 def test_batch_larger_than_the_data_set(tmp_path):
@@ -219,7 +219,7 @@ def test_batch_larger_than_the_data_set(tmp_path):
   message = (r"train.batch_size=32 is larger than the data set \(20 images\); lower the batch "
              r"size or add images")
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(tiny_config(tmp_path / "faces.npy", 32), tmp_path / "run")
+    start.run(tiny_config(tmp_path / "faces.npy", 32), tmp_path / "run")
   with pytest.raises(ValueError, match=message):
     next(input_pipeline.numpy_batches(np.zeros((20, 8, 8, 3), np.uint8), 32, seed=0))
 
@@ -235,7 +235,7 @@ def test_batch_size_and_num_steps_out_of_range_are_refused_at_start(tmp_path, tr
                                                                     message):
   # data.path is "unused": the start stops before reading any data.
   with pytest.raises(ConfigError, match=re.escape(message)):
-    train.train_and_evaluate(conftest.tiny_config(**train_options), tmp_path / "run")
+    start.run(conftest.tiny_config(**train_options), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -247,7 +247,7 @@ def test_minibatch_std_group_not_dividing_the_per_device_batch_is_refused_at_sta
   with pytest.raises(ConfigError, match=re.escape(message)):
     checks.check_start(config, num_devices=8)
   with pytest.raises(ConfigError, match=re.escape(message)):
-    train.train_and_evaluate(config, tmp_path / "run")  # before the data (data.path unused)
+    start.run(config, tmp_path / "run")  # before the data (data.path unused)
   assert not (tmp_path / "run").exists()
   checks.check_start(config, num_devices=1)  # 24 images on one device: groups of 2 fit ...
   config.model.d_minibatch_std_group = 4

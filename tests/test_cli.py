@@ -1,6 +1,7 @@
 """The command-line conventions (gan_jax/cli.py): --help exits 0; a user error, one line, exit 1."""
 
 import argparse
+import importlib.util
 import pathlib
 import re
 import runpy
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
+import gan_jax
 from gan_jax import cli, errors
 from gan_jax.metrics import weights
 
@@ -50,6 +52,18 @@ def test_argparse_command_help_exits_0(command, monkeypatch, capsys):
     runpy.run_module(command, run_name="__main__", alter_sys=True)
   assert exit_info.value.code == 0
   assert capsys.readouterr().out.startswith(f"usage: python -m {command} ")
+
+
+def test_commands_in_subpackages_run_by_their_short_names(tmp_path):
+  """`python -m gan_jax.plots` runs gan_jax/monitor/plots.py (gan_jax.COMMANDS), from any
+  folder, with no module of that name at the top of the package."""
+  for name, module in gan_jax.COMMANDS.items():
+    assert not (REPO / "gan_jax" / f"{name}.py").exists(), name
+    assert importlib.util.find_spec(module).origin.endswith(module.replace(".", "/") + ".py")
+  result = subprocess.run([sys.executable, "-m", "gan_jax.plots", "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+  assert result.returncode == 0 and result.stdout.startswith("usage: python -m gan_jax.plots ")
+  assert importlib.util.find_spec("gan_jax.no_such_command") is None
 
 
 @pytest.mark.parametrize("command", ABSL_COMMANDS)

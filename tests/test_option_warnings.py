@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from gan_jax import train
+from gan_jax import start
 from gan_jax.config import defaults, no_effect
 from gan_jax.errors import UserError
 from gan_jax.explore import interpolate
@@ -88,7 +88,7 @@ def test_training_logs_the_warnings_at_start_up(tmp_path, caplog):
   config.loss.r1_every, config.train.ema_rampup = 4, True
   config.data.path = str(tmp_path / "no_faces_here")
   with pytest.raises(UserError):  # stops at the data, after the start-up lines
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+    start.run(config, str(tmp_path / "run"))
   assert "loss.r1_every=4 has no effect" in caplog.text
   assert "train.ema_rampup=True has no effect" in caplog.text
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan_jax import checkpoint, train
+from gan_jax import checkpoint, start
 from gan_jax.report import command, run_files
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -38,7 +38,7 @@ def report_run(tiny_workdir, tmp_path_factory):
   config.eval.every, config.eval.num_samples = 10, 48
   config.eval.features, config.eval.batch_size = "pixels", 16
   config.eval.keep_best, config.checkpoint_every = False, 1000  # saves nothing the report reads
-  train.train_and_evaluate(config, str(workdir))
+  start.run(config, str(workdir))  # the second start in run.json
   return workdir
 
 

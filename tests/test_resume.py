@@ -179,7 +179,8 @@ def test_kill9_at_random_moments_resumes_exactly(trainer, reference, tmp_path):
         time.sleep(rng.uniform(0.0, 0.2))
       else:
         # Past start-up (which removes a killed save's leftovers), then at the next save.
-        assert wait_until(process, lambda: "] training " in process.log.read_text()), process.log
+        started = lambda: f" training {STEPS} steps on " in process.log.read_text()
+        assert wait_until(process, started), process.log
         assert wait_until(process, lambda: saving(workdir)), process.log
       assert process.poll() is None, f"the run ended before the kill: {process.log}"
       process.send_signal(signal.SIGKILL)

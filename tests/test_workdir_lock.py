@@ -9,6 +9,7 @@ is held in the middle (after its step-10 checkpoint) by a test-only wrapper of
 `checkpoint.save` until the test lets it go, so no timing decides anything.
 """
 
+import errno
 import json
 import os
 import pathlib
@@ -22,6 +23,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from filelock._native import _unix as filelock_unix
 
 from conftest import subprocess_env
 from gan_jax import checkpoint, distributed, run_record, workdir_lock
@@ -57,8 +59,9 @@ def dead_pid() -> int:
   return process.pid
 
 
-def write_lock(workdir: pathlib.Path, pid: int, host: str = HOST) -> None:
-  (workdir / workdir_lock.LOCK_FILE).write_text(
+def write_holder(workdir: pathlib.Path, pid: int, host: str = HOST) -> None:
+  """A holder file as a run that ended without releasing the lock (killed) leaves it."""
+  (workdir / workdir_lock.HOLDER_FILE).write_text(
       json.dumps({"pid": pid, "host": host, "started": "2026-11-30 12:00:00 UTC",
                   "command": "python -m gan_jax.main"}))
 
@@ -66,7 +69,7 @@ def write_lock(workdir: pathlib.Path, pid: int, host: str = HOST) -> None:
 def test_a_held_workdir_is_refused_with_its_holder_then_free_again(tmp_path):
   first = workdir_lock.WorkdirLock(tmp_path)
   assert first.acquire() is None
-  saved = json.loads((tmp_path / "run.lock").read_text())
+  saved = json.loads((tmp_path / "run.holder.json").read_text())
   assert (saved["pid"], saved["host"]) == (os.getpid(), HOST)
   with pytest.raises(WorkdirBusyError) as refused:
     workdir_lock.WorkdirLock(tmp_path).acquire()  # flocks are per open file: refused here too
@@ -75,7 +78,7 @@ def test_a_held_workdir_is_refused_with_its_holder_then_free_again(tmp_path):
   assert f"in use by the training run of pid {os.getpid()} on host {HOST} (started " in message
   assert saved["started"] in message and "use another --workdir" in message
   first.release()
-  assert not (tmp_path / "run.lock").exists()
+  assert not (tmp_path / "run.holder.json").exists()  # run.lock stays: filelock's, free
   second = workdir_lock.WorkdirLock(tmp_path)
   assert second.acquire() is None and second.held
   second.release()
@@ -83,42 +86,52 @@ def test_a_held_workdir_is_refused_with_its_holder_then_free_again(tmp_path):
 
 def test_the_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
   pid = dead_pid()
-  write_lock(tmp_path, pid)
+  write_holder(tmp_path, pid)
   lock = workdir_lock.WorkdirLock(tmp_path)
   previous = lock.acquire()
   assert (previous.pid, previous.host) == (pid, HOST)
-  assert json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
+  assert json.loads((tmp_path / "run.holder.json").read_text())["pid"] == os.getpid()
   assert f"pid {pid} on host {HOST}" in caplog.text and "taking it over" in caplog.text
   lock.release()
 
 
-def test_an_unreadable_lock_file_with_a_free_flock_is_taken_over(tmp_path):
-  (tmp_path / "run.lock").write_text("{half a reco")
+def test_an_unreadable_holder_file_with_a_free_lock_is_taken_over(tmp_path):
+  (tmp_path / "run.holder.json").write_text("{half a reco")
   lock = workdir_lock.WorkdirLock(tmp_path)
   assert lock.acquire() is None and lock.held
   lock.release()
 
 
 def test_a_lock_of_another_host_is_not_guessed_at(tmp_path):
-  write_lock(tmp_path, 4242, host="node-17")
+  write_holder(tmp_path, 4242, host="node-17")
+  lock = workdir_lock.WorkdirLock(tmp_path)
   with pytest.raises(WorkdirBusyError) as refused:
-    workdir_lock.WorkdirLock(tmp_path).acquire()
+    lock.acquire()
   message = str(refused.value)
   assert "pid 4242 on host node-17" in message and f"this host ({HOST}) cannot tell" in message
-  assert f"delete {tmp_path / 'run.lock'} and rerun" in message and "\n" not in message
-  assert json.loads((tmp_path / "run.lock").read_text())["host"] == "node-17"  # left as it was
+  assert f"delete {tmp_path / 'run.holder.json'} and rerun" in message and "\n" not in message
+  assert json.loads((tmp_path / "run.holder.json").read_text())["host"] == "node-17"  # as it was
+  assert not lock.held
 
 
-def test_without_flock_a_live_pid_is_refused_and_a_dead_one_taken_over(tmp_path, monkeypatch):
-  def no_flock(fd, operation):
-    raise OSError(38, "Function not implemented")
-  monkeypatch.setattr(workdir_lock.fcntl, "flock", no_flock)
-  write_lock(tmp_path, os.getppid())  # alive: pytest's parent
-  with pytest.raises(WorkdirBusyError, match=f"pid {os.getppid()} on host"):
+@pytest.mark.filterwarnings("ignore:flock not supported:UserWarning")  # filelock's, expected
+def test_without_flock_a_live_holder_is_refused_and_a_dead_one_taken_over(tmp_path, monkeypatch):
+  def no_flock(fd):
+    raise OSError(errno.ENOSYS, "Function not implemented")
+  # A file system without flock: filelock falls back to its marker file, whose pid it checks.
+  monkeypatch.setattr(filelock_unix, "lock_fd_nonblocking", no_flock)
+  first = workdir_lock.WorkdirLock(tmp_path)
+  assert first.acquire() is None
+  with pytest.raises(WorkdirBusyError, match=f"pid {os.getpid()} on host"):
     workdir_lock.WorkdirLock(tmp_path).acquire()
-  write_lock(tmp_path, dead_pid())
+  marker = (tmp_path / "run.lock").read_text()
+  assert marker.startswith(f"{os.getpid()}\n")  # filelock's marker: pid, host, start
+  first.release()
+  pid = dead_pid()  # as a killed run leaves them: the marker and the holder file
+  (tmp_path / "run.lock").write_text(marker.replace(str(os.getpid()), str(pid), 1))
+  write_holder(tmp_path, pid)
   lock = workdir_lock.WorkdirLock(tmp_path)
-  assert lock.acquire() is not None
+  assert lock.acquire().pid == pid
   lock.release()
 
 
@@ -126,15 +139,15 @@ def test_without_flock_a_live_pid_is_refused_and_a_dead_one_taken_over(tmp_path,
 def test_hold_releases_the_lock_however_the_run_ends(tmp_path, exception):
   with pytest.raises(exception):
     with workdir_lock.hold(tmp_path):
-      assert (tmp_path / "run.lock").exists()
+      assert (tmp_path / "run.holder.json").exists()
       raise exception("training failed")
-  assert not (tmp_path / "run.lock").exists()
+  assert not (tmp_path / "run.holder.json").exists()
   with workdir_lock.hold(tmp_path):
     pass
-  assert not (tmp_path / "run.lock").exists()
+  assert not (tmp_path / "run.holder.json").exists()
 
 
-def test_hold_nests_in_its_thread_and_refuses_other_threads(tmp_path):
+def test_hold_is_taken_once_and_refuses_a_second_hold_and_other_threads(tmp_path):
   workdir = tmp_path / "new" / "run"  # made by the lock: it comes before anything else
   refusals = []
 
@@ -146,14 +159,16 @@ def test_hold_nests_in_its_thread_and_refuses_other_threads(tmp_path):
       refusals.append(error)
 
   with workdir_lock.hold(workdir):
-    with workdir_lock.hold(workdir):  # main.py's hold, then train.py's: one lock
-      assert (workdir / "run.lock").exists()
-    assert (workdir / "run.lock").exists()  # the inner one released nothing
+    assert (workdir / "run.holder.json").exists()
+    with pytest.raises(WorkdirBusyError, match=f"pid {os.getpid()}"):
+      with workdir_lock.hold(workdir):  # the start takes it once; a second hold is another run
+        pass
+    assert (workdir / "run.holder.json").exists()  # the refused one released nothing
     thread = threading.Thread(target=another_thread)
     thread.start()
     thread.join()
     assert len(refusals) == 1 and f"pid {os.getpid()}" in str(refusals[0])
-  assert not (workdir / "run.lock").exists()
+  assert not (workdir / "run.holder.json").exists()
 
 
 def test_a_refused_run_writes_nothing_into_the_workdir(tmp_path):
@@ -168,14 +183,15 @@ def test_a_refused_run_writes_nothing_into_the_workdir(tmp_path):
          f"--workdir={tmp_path}", f"--config.data.path={tmp_path / 'no_faces'}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    lock_text = (tmp_path / "run.lock").read_bytes()
+    holder_text = (tmp_path / "run.holder.json").read_bytes()
   finally:
     held.release()
   assert result.returncode == 1, result.stderr[-3000:]
   assert result.stderr.splitlines()[-1].startswith(
       f"error: {tmp_path} is in use by the training run of pid {os.getpid()} on host {HOST}")
-  assert json.loads(lock_text)["pid"] == os.getpid()  # the holder's, not overwritten
-  after = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+  assert json.loads(holder_text)["pid"] == os.getpid()  # the holder's, not overwritten
+  after = {path.name: path.read_bytes() for path in tmp_path.iterdir()
+           if path.name != "run.lock"}  # the holder's lock file (filelock's), left in place
   assert after == before  # log.txt as it was; no run.json, checkpoints or samples
 
 
@@ -184,14 +200,14 @@ def test_other_processes_take_no_lock_and_stop_when_process_0_is_refused(tmp_pat
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   monkeypatch.setattr(distributed, "any_process", lambda flag: flag)
   with workdir_lock.hold(tmp_path):  # process 0 got it (the all-gather says no refusal)
-    assert not (tmp_path / "run.lock").exists()
+    assert not (tmp_path / "run.lock").exists() and not (tmp_path / "run.holder.json").exists()
   monkeypatch.setattr(distributed, "any_process", lambda flag: True)
   with pytest.raises(WorkdirBusyError, match="process 0 found .* in use by another training run"):
     with workdir_lock.hold(tmp_path):
       pass
 
 
-# Joins a 2-process run on localhost and takes the workdir's lock as train.py does.
+# Joins a 2-process run on localhost and takes the workdir's lock as gan_jax.start does.
 TAKE_LOCK_IN_TWO_PROCESSES = """
 import sys
 from gan_jax import cli, distributed, workdir_lock
@@ -228,7 +244,7 @@ def test_two_processes_stop_together_when_process_0_is_refused(tmp_path):
   results = both(tmp_path)
   assert [(code, out.splitlines()[-1]) for code, out, _ in results] == [  # gloo prints too
       (0, "held by process 0"), (0, "held by process 1")], results
-  assert not (tmp_path / "run.lock").exists()
+  assert not (tmp_path / "run.holder.json").exists()
 
 
 class Runs:
@@ -328,7 +344,7 @@ def test_a_second_run_stops_at_once_and_the_first_loses_nothing(runs, alone):
     runs.finish(first, timeout=0)
   assert fingerprint(workdir) == alone  # nothing lost
   assert [step for step, _ in checkpoint.list_checkpoints(workdir)] == [PAUSE_AT, STEPS]
-  assert not (workdir / "run.lock").exists()
+  assert not (workdir / "run.holder.json").exists()
   assert len(run_record.read(workdir)) == 1  # the refused run recorded nothing
   assert (workdir / "log.txt").read_text().count("] config:") == 1  # nor logged its start there
 
@@ -342,14 +358,14 @@ def test_a_killed_runs_lock_is_taken_over_and_the_run_resumes(runs, alone):
     first.send_signal(signal.SIGKILL)  # nice execs python: this is the training process
   finally:
     runs.finish(first, timeout=0)
-  left = json.loads((workdir / "run.lock").read_text())
+  left = json.loads((workdir / "run.holder.json").read_text())
   assert (left["pid"], left["host"]) == (first.pid, HOST)
 
   log = runs.run(workdir)
   assert f"left by the training run of pid {first.pid} on host {HOST}" in log
   assert "taking it over" in log and f"resumed from step {PAUSE_AT}" in log
   assert fingerprint(workdir) == alone
-  assert not (workdir / "run.lock").exists()
+  assert not (workdir / "run.holder.json").exists()
   starts = run_record.read(workdir)  # one record per start, the latest last
   assert [start["checkpoint_at_start"] for start in starts] == [None, PAUSE_AT]
   assert starts[0]["pid"] == first.pid

@@ -6,8 +6,9 @@ overrides apply, so an older config takes overrides of newer options).
 `parse_flags` is `app.run`'s flag parser for the commands that take `--config`
 (main, bench, models): a `--config` file that is not there, or an unknown
 `--config.KEY`, stops with one line (naming the nearest options) instead of a
-traceback. `flatten_options` gives every option its dotted name
-("train.batch_size"), as the resume policy compares them.
+traceback. `config_source` names the file and its overrides for the console.
+`flatten_options` gives every option its dotted name ("train.batch_size"), as
+the resume policy compares them.
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def define_config_flag(help_string: str) -> flags.FlagHolder:
   holder = config_flags.DEFINE_config_file("config", None, help_string, lock_config=True)
   flags.FLAGS[holder.name].parser = _ConfigFileParser(holder.name)
   return holder
+
+
+def config_source(flag: flags.Flag) -> str:
+  """'configs/tiny.py with --config.train.num_steps=60 ...': the --config file and its overrides."""
+  overrides = config_flags.get_override_values(flag)
+  line = config_flags.get_config_filename(flag)
+  if overrides:
+    line += " with " + " ".join(f"--config.{path}={value}" for path, value in overrides.items())
+  return line
 
 
 def _exit_with(message: str) -> NoReturn:

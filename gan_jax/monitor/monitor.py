@@ -73,16 +73,6 @@ class MetricAverager:
     return means, nonfinite
 
 
-def _progress_reporter(num_steps: int, writer):
-  """clu's ReportProgress (steps/s, ETA) when clu imports; the log line has an ETA anyway."""
-  try:
-    from clu import metric_writers, periodic_actions  # imports TensorFlow
-  except ImportError:
-    return None
-  writer = writer if isinstance(writer, metric_writers.MetricWriter) else None
-  return periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
-
-
 def _learning_rate(opt_state) -> jax.Array | None:
   """The current learning rate of an optax.inject_hyperparams optimiser, if there is one."""
   has_hyperparams = lambda x: isinstance(getattr(x, "hyperparams", None), dict)
@@ -115,8 +105,6 @@ class Monitor:
     self._fetch = fetch
     self._averager = MetricAverager(fetch)
     self.writer = RunWriter(self.workdir, steps_per_epoch, active=self.is_writer)
-    self._progress = (_progress_reporter(self.num_steps, self.writer.summary)
-                      if self.is_writer else None)
     # The bar on a terminal (process 0); its losses are the log steps' fetched averages.
     self.progress = progress.TrainProgress(self.num_steps, self.batch_size, enabled=self.is_writer)
     self._last_log: tuple[int, float] | None = None
@@ -139,8 +127,6 @@ class Monitor:
   def step(self, step: int, metrics: Mapping[str, jax.Array], state) -> None:
     """Account for one finished train step (host-side only, except at log steps)."""
     self._averager.add(metrics)
-    if self._progress is not None:
-      self._progress(step)
     if self.is_log_step(step):
       self._log(step, state)
     self.progress.update(step)
@@ -152,22 +138,23 @@ class Monitor:
     defaults = {"g_lr": self.config.optim.g_lr, "d_lr": self.config.optim.d_lr}
     return {name: found.get(name, defaults[name]) for name in rates}
 
+  def _timing(self, step: int) -> dict[str, float]:
+    """step_time and images_per_sec since the last log step (none at the first)."""
+    now, last = time.perf_counter(), self._last_log
+    self._last_log = (step, now)
+    if last is None:
+      return {}
+    # Wall time per step since the last log, so it includes sampling and checkpoints.
+    step_time = (now - last[1]) / (step - last[0])
+    return {"step_time": step_time, "images_per_sec": self.batch_size / step_time}
+
   def _log(self, step: int, state) -> None:
     interval = self._averager.num_steps
     scalars, nonfinite = self._averager.mean()
     bad_steps = max(nonfinite.get("d_loss", 0), nonfinite.get("g_loss", 0))
     scalars["collapse/non_finite"] = bad_steps / interval
     scalars.update(self._learning_rates(state))
-    now = time.perf_counter()
-    eta = ""
-    if self._last_log is not None:
-      # Wall time per step since the last log, so it includes sampling and checkpoints.
-      last_step, last_time = self._last_log
-      step_time = (now - last_time) / (step - last_step)
-      scalars.update(step_time=step_time, images_per_sec=self.batch_size / step_time)
-      eta = f", eta {format_duration(step_time * (self.num_steps - step))}"
-    self._last_log = (step, now)
-
+    scalars.update(self._timing(step))
     try:
       collapse.check_finite(step, scalars)  # raises when no step of the interval was finite
     except NonFiniteLossError:
@@ -181,15 +168,16 @@ class Monitor:
     scalars["collapse/d_overpowering"] = float(self.d_overpowering.active)
     self.writer.write_scalars(step, scalars)
     if self.is_writer:
-      logging.info("%s%s", self._console_line(step, scalars), eta)
+      logging.info("%s", self._console_line(step, scalars))
       self.progress.show(step, scalars)
     self._warn(warning)
 
   def _console_line(self, step: int, s: Mapping[str, float]) -> str:
-    line = (f"step {step}/{self.num_steps} (epoch {step / self.steps_per_epoch:.2f}): "
-            f"d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f}")
+    """'step 200/20520 d_loss=... | 330 img/s, eta 0:32:53' (the rate and eta from the 2nd log)."""
+    line = f"step {step}/{self.num_steps} d_loss={s['d_loss']:.4f} g_loss={s['g_loss']:.4f}"
     # D's outputs as the loss reads them (training/losses.py): probabilities or raw outputs.
-    for name in ("d_real", "d_fake", "d_real_logit", "d_fake_logit", "d_real_acc", "d_fake_acc"):
+    for name in ("d_real", "d_fake", "d_real_logit", "d_fake_logit", "d_real_acc", "d_fake_acc",
+                 "ada_p"):
       if name in s:
         line += f" {name}={s[name]:.3f}"
     if "recon_loss" in s:  # a VAE-GAN's (training/vaegan_step.py)
@@ -198,7 +186,8 @@ class Monitor:
       line += f" grad_norm g={s['g_grad_norm']:.3g} d={s['d_grad_norm']:.3g}"
     line += f" lr g={s['g_lr']:.3g} d={s['d_lr']:.3g}"
     if "step_time" in s:
-      line += f" | {s['images_per_sec']:.0f} img/s, {1000 * s['step_time']:.1f} ms/step"
+      eta = format_duration(s["step_time"] * (self.num_steps - step))
+      line += f" | {s['images_per_sec']:.0f} img/s, eta {eta}"
     return line
 
   def samples(self, step: int, images: jax.Array) -> None:

@@ -23,8 +23,9 @@ from typing import IO, Mapping
 import jax
 import tqdm
 
-# The latest losses the training bar shows (the log line has them all).
-BAR_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
+# What the training bar shows of the last log step (the log line has it all): the losses, D's
+# outputs as every loss reads them (probabilities, or raw outputs: training/losses.py) and ADA's p.
+BAR_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_logit", "d_fake_logit", "ada_p")
 
 
 def on_terminal(stream: IO | None = None) -> bool:

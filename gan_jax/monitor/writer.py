@@ -1,17 +1,23 @@
 """Where a run's scalars and images go: TensorBoard event files and WORKDIR/metrics.jsonl.
 
-TensorBoard gets clu's writer when TensorFlow is installed, else event files
-written with the `tensorboard` package alone (the same summaries either way).
-Scalars also go to WORKDIR/metrics.jsonl, one JSON object per line with the
-step and its epoch, which `python -m gan_jax.plots WORKDIR` turns into curves.
-This module imports no JAX, so the plots can read its file names cheaply.
+TensorBoard gets event files written with the `tensorboard` package's records
+and protos into a plain file: no TensorFlow is imported (clu's writer and
+tensorboard's own EventFileWriter, through tf.io.gfile, import it where it is
+installed; tensorboardX imports PyTorch where that is), so a run on the device
+or numpy input path never loads TensorFlow. Scalars also go to
+WORKDIR/metrics.jsonl, one JSON object per line with the step and its epoch,
+which `python -m gan_jax.plots WORKDIR` turns into curves. This module imports
+no JAX, so the plots can read its file names cheaply.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import os
 import pathlib
+import socket
 import time
 from typing import Mapping
 
@@ -22,29 +28,38 @@ from gan_jax import images as image_lib
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"  # the sample grids, WORKDIR/samples/step_NNNNNNN.png
+_event_files = itertools.count()  # two writers of one process in one second: two files
 
 
 class TensorBoardWriter:
   """TensorBoard event files written by the `tensorboard` package, without TensorFlow.
 
-  Writes the same summaries as clu's TensorFlow writer (scalar and image plugin
-  tensors), so TensorBoard and readers see one format whichever writer ran.
+  Writes the summaries TensorFlow's writer would (scalar and image plugin
+  tensors), so TensorBoard and readers see the format of TF2 summaries.
   """
 
   def __init__(self, logdir: str | pathlib.Path):
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.plugins.image import metadata as image_metadata
     from tensorboard.plugins.scalar import metadata as scalar_metadata
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.summary.writer.record_writer import RecordWriter
     from tensorboard.util import tensor_util
     self._event_pb2, self._summary_pb2, self._tensor_util = event_pb2, summary_pb2, tensor_util
     self._image_metadata, self._scalar_metadata = image_metadata, scalar_metadata
-    self._writer = EventFileWriter(str(logdir))
+    logdir = pathlib.Path(logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    # The name TensorBoard looks for: events.out.tfevents.<time>.<host>.<pid>.<n>.
+    name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+            f"{os.getpid()}.{next(_event_files)}")
+    self._records = RecordWriter(open(logdir / name, "wb"))  # pylint: disable=consider-using-with
+    self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def _add(self, event) -> None:
+    self._records.write(event.SerializeToString())
 
   def _write(self, step: int, values: list) -> None:
     summary = self._summary_pb2.Summary(value=values)
-    self._writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=int(step),
-                                                 summary=summary))
+    self._add(self._event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     self._write(step, [
@@ -73,25 +88,18 @@ class TensorBoardWriter:
     self._write(step, values)
 
   def flush(self) -> None:
-    self._writer.flush()
+    self._records.flush()
 
   def close(self) -> None:
-    self._writer.close()
+    self._records.close()
 
 
-def create_summary_writer(logdir: str | pathlib.Path):
-  """clu's TensorBoard writer if TensorFlow imports, else `TensorBoardWriter`, else None."""
-  try:
-    from clu import metric_writers  # imports TensorFlow
-  except ImportError:
-    pass
-  else:
-    return metric_writers.SummaryWriter(str(logdir))
+def create_summary_writer(logdir: str | pathlib.Path) -> TensorBoardWriter | None:
+  """`TensorBoardWriter`, or None (with a warning) when the tensorboard package is missing."""
   try:
     return TensorBoardWriter(logdir)
   except ImportError:
-    logging.warning("neither TensorFlow nor tensorboard is installed: metrics are written to "
-                    "%s only", METRICS_FILE)
+    logging.warning("tensorboard is not installed: metrics are written to %s only", METRICS_FILE)
     return None
 
 
