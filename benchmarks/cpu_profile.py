@@ -90,11 +90,12 @@ class Hlo:
 
 
 def _product_pass(op_name: str, out: int, operands: list[int]) -> str:
+  weight_grad = bool(operands) and out < min(operands)
+  if not op_name:  # made by an XLA pass without a JAX name: its sizes still tell a weight grad
+    return "weight grad" if weight_grad else "fwd/input grad"
   if "transpose(" not in op_name:
     return "forward"
-  if operands and out < min(operands):
-    return "weight grad"
-  return "input grad"
+  return "weight grad" if weight_grad else "input grad"
 
 
 def layer_of(op_name: str) -> str:
@@ -105,8 +106,11 @@ def layer_of(op_name: str) -> str:
   for i, part in enumerate(parts):
     net = next((short for full, short in nets.items() if full in part), None)
     if net:
+      # Module names only: not the spectral-norm wrapper, lax.platform_dependent's
+      # cond/branch_N_fun, einsum specs or other ops' names.
       layers = [p for p in parts[i + 1:-1] if "." not in p and not p.endswith("_sn")
-                and "(" not in p]
+                and "(" not in p and "->" not in p and p != "cond"
+                and not p.startswith("branch_")]
       return f"{net} {'/'.join(dict.fromkeys(layers)) or '(top)'}"
   return "step " + "/".join(p for p in parts[:2] if p) if op_name else "(unnamed)"
 
