@@ -38,7 +38,7 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path):
   pytest.importorskip("tensorflow", reason="the tfdata rows need TensorFlow")
   out = tmp_path / "out.json"
   # float32/bfloat16: bfloat16 conv operands (train.dtype=bfloat16 trains in test_techniques)
-  dtypes = ("float32", "float32/bfloat16")
+  dtypes = ("float32/float32", "float32/bfloat16")
   result = run_bench("--config", "configs/tiny.py", *SMALL, "--batch", "16",
                      "--dtype", ",".join(dtypes), "--paths", "tfdata,numpy,device,model",
                      "--steps", "3", "--warmup", "1", "--peak_gflops", "50",
@@ -55,7 +55,8 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path):
   rows = data["rows"]
   # The model row first, whatever the order asked for: the others compare with it.
   assert [(r["dtype"], r["path"]) for r in rows] == [
-      (dtype, path) for dtype in dtypes for path in ("model", "device", "numpy", "tfdata")]
+      (label, path) for label in ("float32", "float32/bfloat16")
+      for path in ("model", "device", "numpy", "tfdata")]
   for row in rows:
     assert row["batch"] == 16
     assert row["img_per_s"] > 0 and row["ms_per_step"] > 0

@@ -8,6 +8,7 @@ from gan_jax.models import operand_dtype
 BF16 = frozenset({"avx2", "fma", "avx512f", "avx512_bf16"})
 AMX = frozenset({"avx2", "fma", "amx_bf16"})
 NO_BF16 = frozenset({"avx2", "fma", "avx512f"})
+READ_CPU_FLAGS = operand_dtype.cpu_flags  # conftest replaces it during the tests
 
 
 def test_auto_takes_bfloat16_only_on_cpus_with_bf16_dots():
@@ -43,6 +44,6 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path, monkeypatch):
   cpuinfo = tmp_path / "cpuinfo"
   cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512_bf16 fma\n\nprocessor\t: 1\n")
   monkeypatch.setattr(operand_dtype, "CPUINFO", cpuinfo)
-  assert operand_dtype.cpu_flags() == {"fpu", "avx512_bf16", "fma"}
+  assert READ_CPU_FLAGS() == {"fpu", "avx512_bf16", "fma"}
   monkeypatch.setattr(operand_dtype, "CPUINFO", tmp_path / "absent")
-  assert operand_dtype.cpu_flags() == frozenset()
+  assert READ_CPU_FLAGS() == frozenset()
