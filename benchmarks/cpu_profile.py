@@ -22,13 +22,14 @@ Reads the .xplane.pb files with jax.profiler.ProfileData, no TensorFlow needed.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import math
 import pathlib
 import re
 
 from jax.profiler import ProfileData
+
+import profile_summary  # benchmarks/, beside this script
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+?)(?:\{[^}]*\})? (\w[\w\-]*)\((.*)$")
 _COMPUTATION = re.compile(r"^%([\w.\-]+) \((.*)\) -> (.*) \{$")
@@ -143,16 +144,8 @@ def summarise(xplane: pathlib.Path, hlo: Hlo, label: str, iterations: int, top: 
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("trace_dir", type=pathlib.Path)
-  parser.add_argument("--iterations", type=int, required=True)
-  parser.add_argument("--top", type=int, default=30)
-  args = parser.parse_args()
-  files = sorted(args.trace_dir.rglob("*.xplane.pb"))
-  if not files:
-    raise SystemExit(f"no .xplane.pb under {args.trace_dir}: run bench with --profile first")
-  for xplane in files:
-    run_dir = xplane.relative_to(args.trace_dir).parts[0]
+  args = profile_summary.parse_args(__doc__.splitlines()[0], top=30)
+  for xplane, run_dir in profile_summary.traces(args.trace_dir):
     hlo_file = args.trace_dir / run_dir / "step.hlo.txt"
     if not hlo_file.exists():
       raise SystemExit(f"no {hlo_file}: profile with this version of gan_jax.bench")

@@ -76,18 +76,27 @@ def summarise(xplane: pathlib.Path, label: str, iterations: int, top: int) -> No
             f"{us / op_count[op]:8.1f}  {op[-90:]:90s} {kernel}")
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str, top: int) -> argparse.Namespace:
+  """TRACE_DIR --iterations N [--top K]: the arguments of this script and of cpu_profile.py."""
+  parser = argparse.ArgumentParser(description=description)
   parser.add_argument("trace_dir", type=pathlib.Path)
   parser.add_argument("--iterations", type=int, required=True)
-  parser.add_argument("--top", type=int, default=25)
-  args = parser.parse_args()
-  files = sorted(args.trace_dir.rglob("*.xplane.pb"))
+  parser.add_argument("--top", type=int, default=top)
+  return parser.parse_args()
+
+
+def traces(trace_dir: pathlib.Path) -> list[tuple[pathlib.Path, str]]:
+  """(.xplane.pb file, the bench row's trace folder name) of every trace under `trace_dir`."""
+  files = sorted(trace_dir.rglob("*.xplane.pb"))
   if not files:
-    raise SystemExit(f"no .xplane.pb under {args.trace_dir}: run bench with --profile first")
-  for xplane in files:
-    summarise(xplane, xplane.relative_to(args.trace_dir).parts[0], args.iterations,
-              args.top)
+    raise SystemExit(f"no .xplane.pb under {trace_dir}: run bench with --profile first")
+  return [(xplane, xplane.relative_to(trace_dir).parts[0]) for xplane in files]
+
+
+def main() -> None:
+  args = parse_args(__doc__.splitlines()[0], top=25)
+  for xplane, label in traces(args.trace_dir):
+    summarise(xplane, label, args.iterations, args.top)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def unknown_option_message(config: ml_collections.ConfigDict, args: list[str]) -
   return None
 
 
-def _config_file(argv: list[str]) -> str | None:
+def config_file_argument(argv: list[str]) -> str | None:
   """The value of `--config FILE` or `--config=FILE` in argv."""
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
@@ -100,7 +100,7 @@ def _exit_with(message: str) -> NoReturn:
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing; a `--config` file that cannot be loaded (not there, no get_config) or a
   `--config.KEY` that names no option exits with one clear line."""
-  path = _config_file(argv)
+  path = config_file_argument(argv)
   try:
     # Loaded here first: absl would wrap the loader's one line into a flag error and a traceback.
     config = files.load(path) if path is not None else None

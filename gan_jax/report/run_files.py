@@ -129,13 +129,8 @@ def run_config(run: RunFiles) -> dict[str, Any] | None:
 
 def config_file(run: RunFiles) -> str | None:
   """The --config file of the latest start's command line."""
-  command = run.starts[-1].get("command", []) if run.starts else []
-  for i, arg in enumerate(command):
-    if arg.startswith("--config="):
-      return arg[len("--config="):]
-    if arg == "--config" and i + 1 < len(command):
-      return command[i + 1]
-  return None
+  from gan_jax.config import options  # pylint: disable=import-outside-toplevel
+  return options.config_file_argument(run.starts[-1].get("command", []) if run.starts else [])
 
 
 def changed_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]] | None:
