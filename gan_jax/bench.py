@@ -22,7 +22,7 @@ without `/` keeps the config's train.conv_dtype (by default `auto`: bfloat16 pro
 CPUs with bfloat16 dot instructions), and the dtype column shows what the products ran in.
 FLOPs per image are XLA's count for the step lowered for the CPU
 (`device_costs.model_flops`; the same on every device; of the plain maths where a
-family's CPU forms compute fewer products: `models.counted_config`); MFU divides the
+family's CPU forms compute fewer products: `family.counted_config`); MFU divides the
 achieved FLOP/s by the peak for the products' dtype: a GPU's datasheet figure, or on a
 CPU cores x FLOPs per cycle x clock (gan_jax/cpu_peak.py); --peak_gflops overrides it.
 Images are random uint8 unless --config.data.path names real ones; then they are
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import pathlib
@@ -146,61 +147,29 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
                  warmup: int, repeats: int, scan: int, profile_dir: str = "",
                  peak_gflops: float | None = None) -> Iterator[Row]:
   """Rows for one (batch, dtype): compile, warm up and time each path."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-
-  from gan_jax import models, parallel, train  # pylint: disable=import-outside-toplevel
-  from gan_jax.data import pipeline as input_pipeline  # pylint: disable=import-outside-toplevel
+  from gan_jax import parallel  # pylint: disable=import-outside-toplevel
+  from gan_jax.config import checks  # pylint: disable=import-outside-toplevel
   from gan_jax.training import family  # pylint: disable=import-outside-toplevel
 
-  config = config.copy_and_resolve_references()
-  config.train.batch_size = batch
-  config.train.dtype, _, conv_dtype = dtype.partition("/")
-  if conv_dtype:
-    config.train.conv_dtype = conv_dtype
+  config = configured(config, batch, dtype)
+  checks.validate_config(config)  # what the training start would refuse, refused here too
   label = dtype_label(config.train)  # the rows' dtype column
   gan = family.bundle(config)  # the GAN, or a family's own bundle (a VAE-GAN's)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(batch, len(devices))
   step_fn = family.make_train_step(gan)
   calls = max(1, math.ceil(steps / scan))
-  device = devices[0]
-  peak, peak_basis = device_costs.peak_flops(device, products_dtype(config.train))
-  if device.platform != "cpu":
-    peak = peak * len(devices) if peak else None  # per GPU; a CPU's is the whole machine's
-  if peak_gflops:
-    peak, peak_basis = peak_gflops * 1e9, f"{peak_gflops:g} GFLOP/s given by hand"
-
-  def fresh_state(runner):  # each runner's step donates the state it is given
-    return train.place_state(runner, train.initial_state(gan, config.seed))
-
+  peak, peak_basis = peak_for(devices, products_dtype(config.train), peak_gflops)
+  fresh_state = functools.partial(_fresh_state, gan, config.seed)
   model_runner = parallel.DataParallel(scan_steps(step_fn, scan), config.parallel, mesh=mesh)
   batch_on_device = model_runner.put_batch(images[:batch])
   state, key = fresh_state(model_runner)
   model_call = model_runner.step.lower(state, batch_on_device, key).compile()
-  # One iteration's FLOPs, all devices together (each device runs batch / n): the model's
-  # plain maths (models.counted_config), whichever form of it this step runs.
-  per_device = batch // len(devices)
-  counted = models.counted_config(config)
-  counted_step = step_fn if counted is config else family.make_train_step(family.bundle(counted))
-  flops = device_costs.model_flops(counted_step, model_runner.get_state(state),
-                                   (per_device, *images.shape[1:]), images.dtype)
-  if flops is None and scan == 1:  # no CPU backend: the compiled step's own count
-    flops = device_costs.cost_flops(model_call)
-  if flops is not None:
-    flops *= len(devices)
-  flops_per_image = flops / batch if flops else None
-
-  def row(path, seconds_per_call, compiled):
-    seconds = seconds_per_call / scan
-    achieved = flops_per_image * batch / seconds if flops_per_image else None
-    return Row(batch=batch, dtype=label, path=path, scan=scan, img_per_s=batch / seconds,
-               ms_per_step=1e3 * seconds, flops_per_image=flops_per_image,
-               tflops_per_s=achieved / 1e12 if achieved else None,
-               mfu=achieved / peak if achieved and peak else None,
-               peak_basis=peak_basis, compiled_memory_bytes=device_costs.compiled_memory(compiled),
-               peak_memory_bytes=device_costs.peak_memory(device))
-
+  flops = step_flops(config, step_fn, model_runner.get_state(state), model_call,
+                     (batch // len(devices), *images.shape[1:]), images.dtype, scan)
+  row = functools.partial(make_row, batch=batch, label=label, scan=scan, device=devices[0],
+                          flops_per_image=flops * len(devices) / batch if flops else None,
+                          peak=peak, peak_basis=peak_basis)
   model_row = None
   for path in paths:
     if path == "model":
@@ -208,44 +177,109 @@ def bench_config(config, batch: int, dtype: str, paths, devices, images, steps: 
                                   repeats)
       model_row = row(path, seconds, model_call)
       if profile_dir:  # after timing, so the trace costs the figures nothing
-        trace_name = f"b{batch}_{label.replace('/', '_conv_')}_scan{scan}"
-        trace_dir = pathlib.Path(profile_dir, trace_name)
-        trace_dir.mkdir(parents=True, exist_ok=True)
-        # The thunks of a CPU trace are named after HLO instructions: their text lets
-        # benchmarks/cpu_profile.py map them to layers and passes.
-        (trace_dir / "step.hlo.txt").write_text(model_call.as_text())
-        with jax.profiler.trace(str(trace_dir)):
-          for _ in range(calls):
-            state, _ = model_call(state, batch_on_device, key)
-          jax.block_until_ready(state)
+        trace_dir = pathlib.Path(profile_dir, f"b{batch}_{label.replace('/', '_conv_')}_scan{scan}")
+        state = trace_calls(model_call, state, batch_on_device, key, calls, trace_dir)
       yield model_row
       continue
-    if path == "device":
-      resident = input_pipeline.device_resident_step(step_fn, len(images), config.seed, batch)
-      runner = parallel.DataParallel(scan_steps(resident, scan), config.parallel, mesh=mesh,
-                                     replicated_data=True)
-      data = runner.put_replicated(images)
-      state, key = fresh_state(runner)
-      call = runner.step.lower(state, data, key).compile()
-      next_data = lambda: data  # pylint: disable=cell-var-from-loop
-    else:  # numpy / tfdata: the host gathers `scan` batches per call, put two calls ahead
-      runner, call = model_runner, model_call  # one batch per call: the model row's program
-      if scan > 1:
-        runner = parallel.DataParallel(scan_steps(step_fn, scan, stacked=True), config.parallel,
-                                       mesh=mesh)
-      state, key = fresh_state(runner)
-      batches = input_pipeline.host_batches(path, images, runner.put_batch, batch * scan,
-                                            config.seed)
-      if scan > 1:
-        call = runner.step.lower(state, runner.put_batch(np.asarray(images[:batch * scan])),
-                                 key).compile()
-      next_data = lambda: next(batches)  # pylint: disable=cell-var-from-loop
+    call, state, key, next_data = pipeline_call(path, step_fn, model_runner, model_call, images,
+                                                config, mesh, batch, scan, fresh_state)
     seconds, state = time_calls(call, state, next_data, key, calls, warmup, repeats)
     result = row(path, seconds, call)
     if model_row is not None:
       result.fraction_of_model = result.img_per_s / model_row.img_per_s
     yield result
   del state
+
+
+def configured(config, batch: int, dtype: str):
+  """A resolved copy of `config` with train.batch_size and train.dtype (/conv_dtype) set."""
+  config = config.copy_and_resolve_references()
+  config.train.batch_size = batch
+  config.train.dtype, _, conv_dtype = dtype.partition("/")
+  if conv_dtype:
+    config.train.conv_dtype = conv_dtype
+  return config
+
+
+def peak_for(devices, products: str, peak_gflops: float | None) -> tuple[float | None, str]:
+  """The peak FLOP/s the MFU column divides by, all devices together, and what it rests on."""
+  device = devices[0]
+  peak, peak_basis = device_costs.peak_flops(device, products)
+  if device.platform != "cpu":
+    peak = peak * len(devices) if peak else None  # per GPU; a CPU's is the whole machine's
+  if peak_gflops:
+    peak, peak_basis = peak_gflops * 1e9, f"{peak_gflops:g} GFLOP/s given by hand"
+  return peak, peak_basis
+
+
+def _fresh_state(gan, seed: int, runner):  # each runner's step donates the state it is given
+  from gan_jax import train  # pylint: disable=import-outside-toplevel
+  return train.place_state(runner, train.initial_state(gan, seed))
+
+
+def step_flops(config, step_fn: Callable, state, model_call, per_device_shape: tuple,
+               images_dtype, scan: int) -> float | None:
+  """One iteration's FLOPs on one device: of the plain maths (family.counted_config)."""
+  from gan_jax.training import family  # pylint: disable=import-outside-toplevel
+  counted = family.counted_config(config)
+  counted_step = step_fn if counted is config else family.make_train_step(family.bundle(counted))
+  flops = device_costs.model_flops(counted_step, state, per_device_shape, images_dtype)
+  if flops is None and scan == 1:  # no CPU backend: the compiled step's own count
+    flops = device_costs.cost_flops(model_call)
+  return flops
+
+
+def make_row(path: str, seconds_per_call: float, compiled, *, batch: int, label: str, scan: int,
+             device, flops_per_image: float | None, peak: float | None, peak_basis: str) -> Row:
+  """A row of the table from one path's seconds per call (`scan` iterations)."""
+  seconds = seconds_per_call / scan
+  achieved = flops_per_image * batch / seconds if flops_per_image else None
+  return Row(batch=batch, dtype=label, path=path, scan=scan, img_per_s=batch / seconds,
+             ms_per_step=1e3 * seconds, flops_per_image=flops_per_image,
+             tflops_per_s=achieved / 1e12 if achieved else None,
+             mfu=achieved / peak if achieved and peak else None,
+             peak_basis=peak_basis, compiled_memory_bytes=device_costs.compiled_memory(compiled),
+             peak_memory_bytes=device_costs.peak_memory(device))
+
+
+def trace_calls(call, state, data, key, calls: int, trace_dir: pathlib.Path):
+  """A jax.profiler trace of `calls` calls into trace_dir, beside the step's HLO text."""
+  import jax  # pylint: disable=import-outside-toplevel
+  trace_dir.mkdir(parents=True, exist_ok=True)
+  # The thunks of a CPU trace are named after HLO instructions: their text lets
+  # benchmarks/cpu_profile.py map them to layers and passes.
+  (trace_dir / "step.hlo.txt").write_text(call.as_text())
+  with jax.profiler.trace(str(trace_dir)):
+    for _ in range(calls):
+      state, _ = call(state, data, key)
+    jax.block_until_ready(state)
+  return state
+
+
+def pipeline_call(path: str, step_fn, model_runner, model_call, images, config, mesh, batch: int,
+                  scan: int, fresh_state):
+  """(compiled call, fresh state, key, data source) of a device, numpy or tfdata row."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from gan_jax import parallel  # pylint: disable=import-outside-toplevel
+  from gan_jax.data import pipeline as input_pipeline  # pylint: disable=import-outside-toplevel
+  if path == "device":  # the data set on the device, each step gathering its own batch
+    resident = input_pipeline.device_resident_step(step_fn, len(images), config.seed, batch)
+    runner = parallel.DataParallel(scan_steps(resident, scan), config.parallel, mesh=mesh,
+                                   replicated_data=True)
+    data = runner.put_replicated(images)
+    state, key = fresh_state(runner)
+    return runner.step.lower(state, data, key).compile(), state, key, lambda: data
+  # numpy / tfdata: the host gathers `scan` batches per call, put two calls ahead
+  runner, call = model_runner, model_call  # one batch per call: the model row's program
+  if scan > 1:
+    runner = parallel.DataParallel(scan_steps(step_fn, scan, stacked=True), config.parallel,
+                                   mesh=mesh)
+  state, key = fresh_state(runner)
+  batches = input_pipeline.host_batches(path, images, runner.put_batch, batch * scan, config.seed)
+  if scan > 1:
+    call = runner.step.lower(state, runner.put_batch(np.asarray(images[:batch * scan])),
+                             key).compile()
+  return call, state, key, lambda: next(batches)
 
 
 def products_dtype(train) -> str:

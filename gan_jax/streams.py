@@ -22,8 +22,8 @@ every draw comes from one of these JAX keys (`key(s)` is `jax.random.key(s)`).
   VAE-GAN step s: the noise of   fold_in(step_key, ENCODER_STREAM), drawn reparameterisation_key:
     z = mean + sigma * noise       for the global batch (global_latents)    vaegan_step.py
   step s: ADA's and bCR's        fold_in(step_key, AUGMENT_VIEW_STREAM),  augment_view_key:
-    augmentations (update u: one   fold_in u, split per use; drawn for the    training/
-    more fold_in)                  global batch and sliced                    regularizers.py
+    augmentations (update u: one   fold_in u, split per use; drawn for the    training/step.py
+    more fold_in)                  global batch and sliced                    (update_shared_key)
   evaluation latents (FID in     latents 0..N-1 of seed EVAL_SEED = 0     eval/evaluator.py
     training, `evaluate run`)      (the images of `generate --seed 0`)
   latents that re-estimate the   fold_in(key(EVAL_SEED),                  ema_stats_key:

@@ -151,7 +151,7 @@ def tiny_config(**train):
 def random_state(config, seed=0, step=0, sharding=None):
   """A GANState of the model's shapes filled with seeded random numbers."""
   from gan_jax import checkpoint
-  from gan_jax.training.gan import GAN
+  from gan_jax.training import family
   rng = np.random.default_rng(seed)
 
   def fill(x):
@@ -161,7 +161,7 @@ def random_state(config, seed=0, step=0, sharding=None):
       return rng.standard_normal(x.shape).astype(x.dtype)
     return rng.integers(0, 1000, x.shape).astype(x.dtype)
 
-  state = jax.tree.map(fill, checkpoint.abstract_state(GAN.from_config(config), config))
+  state = jax.tree.map(fill, checkpoint.abstract_state(family.bundle(config), config))
   state = state.replace(step=np.int32(step))
   return jax.device_put(state, sharding) if sharding is not None else state
 

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REPO_ROOT, subprocess_env
 from configs import tiny
+from gan_jax.training import family
 from gan_jax import bench, cpu_peak, device_costs
 from gan_jax.models import fast_conv
 
@@ -277,11 +278,10 @@ def test_cpu_gradients_have_no_dilated_convolutions():
 def _tiny_models(**overrides):
   """configs/tiny.py's (generator, discriminator) with `overrides` ({"model.x": v}), two
   latents and G's initial variables."""
-  from gan_jax import models  # pylint: disable=import-outside-toplevel
   from configs import tiny  # pylint: disable=import-outside-toplevel
   config = tiny.get_config()
   config.update_from_flattened_dict(overrides)
-  generator, discriminator = models.build(config)
+  generator, discriminator = family.build_networks(config)
   z = jnp.ones((2, config.model.latent_dim))
   return generator, discriminator, z, generator.init(jax.random.key(0), z, train=False)
 

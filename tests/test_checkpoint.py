@@ -14,11 +14,11 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from conftest import save_steps, tiny_config
+from gan_jax.training import family
 from gan_jax import checkpoint
 from gan_jax.checkpoint import __main__ as command
 from gan_jax.config import resume
 from gan_jax.explore import loader
-from gan_jax.training.gan import GAN
 
 
 def checkpoint_main(*argv):
@@ -74,7 +74,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, caplog):
 def test_restore_onto_fewer_devices(tmp_path):
   config = tiny_config()
   manager, states = save_steps(tmp_path, config, [7], sharding=replicated(8))
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   for sharding in (SingleDeviceSharding(jax.devices()[0]), replicated(2)):
     state, data = checkpoint.restore(manager, checkpoint.abstract_state(gan, config, sharding))
     assert data == {"step": 7, "seed": 0}
@@ -105,14 +105,14 @@ def test_resume_refuses_changed_model(tmp_path):
   config = tiny_config()
   manager, _ = save_steps(tmp_path, config, [4])
   changed = tiny_config(batch_size=64)
-  gan = GAN.from_config(changed)
+  gan = family.bundle(changed)
   with pytest.raises(checkpoint.CheckpointError, match="train.batch_size: saved 32, now 64"):
     checkpoint.restore(manager, checkpoint.abstract_state(gan, changed), config=changed)
   # Same config but arrays of other shapes (e.g. changed model code): also refused, not "damaged".
   wider = tiny_config()
   wider.model.width = 16
   with pytest.raises(checkpoint.CheckpointError, match="does not fit the model"):
-    checkpoint.restore(manager, checkpoint.abstract_state(GAN.from_config(wider), wider))
+    checkpoint.restore(manager, checkpoint.abstract_state(family.bundle(wider), wider))
   assert manager.all_steps() == [4]
 
 
@@ -132,7 +132,7 @@ def test_damaged_latest_falls_back_to_previous(tmp_path, caplog, how):
   config = tiny_config()
   manager, states = save_steps(tmp_path, config, [1, 2, 3])
   damage(tmp_path / "checkpoints" / "3", how)
-  abstract = checkpoint.abstract_state(GAN.from_config(config), config)
+  abstract = checkpoint.abstract_state(family.bundle(config), config)
   with caplog.at_level(logging.WARNING, logger="absl"):
     state, data = checkpoint.restore(manager, abstract, config=config, move_damaged=True)
   assert data["step"] == 2
@@ -151,7 +151,7 @@ def test_no_usable_checkpoint_is_a_clear_error(tmp_path):
   manager, _ = save_steps(tmp_path, config, [1, 2])
   for step in (1, 2):
     damage(tmp_path / "checkpoints" / str(step), "delete")
-  abstract = checkpoint.abstract_state(GAN.from_config(config), config)
+  abstract = checkpoint.abstract_state(family.bundle(config), config)
   with pytest.raises(checkpoint.CheckpointError, match="no usable checkpoint .*step 2: .*step 1:"):
     checkpoint.restore(manager, abstract, config=config, move_damaged=True)
   assert manager.all_steps() == [1, 2]  # nothing moved when nothing is usable

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from gan_jax.training import family
 from gan_jax.parallel import BATCH_AXIS
 from gan_jax.training import losses
-from gan_jax.training.gan import GAN
 from gan_jax.training.state import create_state
 from gan_jax.training.step import make_train_step
 
@@ -85,7 +85,7 @@ def test_step_logs_the_losses_metrics(loss, keys):
   config = tiny.get_config()
   config.loss.name = loss
   config.model.d_batch_norm = loss != "wgan-gp"
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   state = jax.eval_shape(lambda key: create_state(gan, key), jax.random.key(0))
   batch = jax.ShapeDtypeStruct((1, 8, 16, 16, 3), jnp.uint8)  # one device's share
   step = jax.vmap(make_train_step(gan), in_axes=(None, 0, None), axis_name=BATCH_AXIS)

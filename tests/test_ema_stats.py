@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from gan_jax.training import family
 from gan_jax import checkpoint, streams
-from gan_jax.config import defaults
+from gan_jax.config import checks, defaults
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.errors import ConfigError
 from gan_jax.eval import evaluate
 from gan_jax.explore import loader
-from gan_jax.training import ema_stats
-from gan_jax.training.gan import GAN
 from gan_jax.training.state import create_state
 
 BATCHES, BATCH_SIZE = 3, 8
@@ -50,7 +49,7 @@ def with_ema(gan, key=1):
 
 @pytest.fixture(scope="module")
 def gan():
-  return GAN.from_config(make_config())
+  return family.bundle(make_config())
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +113,11 @@ def test_recompute_samples_with_those_statistics_and_differs_from_live(gan, stat
   assert np.abs(np.asarray(recomputed) - np.asarray(live)).max() > 1e-2
   # Deterministic: the same images again, also from a GAN built anew from the config.
   np.testing.assert_array_equal(recomputed, sample(state, z))
-  np.testing.assert_array_equal(recomputed, jax.jit(GAN.from_config(make_config()).sample)(state, z))
+  np.testing.assert_array_equal(recomputed, jax.jit(family.bundle(make_config()).sample)(state, z))
 
 
 def test_live_samples_as_before_the_option(state):
-  gan = GAN.from_config(make_config("live"))
+  gan = family.bundle(make_config("live"))
   z = jax.random.normal(jax.random.key(5), (6, gan.latent_dim))
   before = jax.jit(lambda z: gan.generator.apply(
       {"params": state.ema_g_params, "batch_stats": state.g_batch_stats}, z, train=False))
@@ -134,7 +133,7 @@ def test_without_ema_or_without_batch_norm_nothing_changes(gan, state):
 
   config = make_config()
   config.model.g_batch_norm = False
-  plain = GAN.from_config(config)
+  plain = family.bundle(config)
   plain_state = with_ema(plain)
   assert plain_state.g_batch_stats == {}
   plain_live = dataclasses.replace(plain, ema_batch_stats="live")
@@ -167,11 +166,11 @@ def test_trained_gan_computes_the_statistics_once_per_state(gan, state):
 def test_options_defaults_and_checks():
   assert defaults.get_config().train.ema_batch_stats == "live"
   config = make_config(ema_stats_batch_size=0)
-  assert GAN.from_config(config).ema_stats_batch_size == config.train.batch_size
+  assert family.bundle(config).ema_stats_batch_size == config.train.batch_size
   with pytest.raises(ConfigError, match="train.ema_batch_stats"):
-    GAN.from_config(make_config("running"))
+    checks.validate_config(make_config("running"))
   with pytest.raises(ConfigError, match="ema_stats_batches"):
-    GAN.from_config(make_config(ema_stats_batches=0))
+    checks.validate_config(make_config(ema_stats_batches=0))
 
 
 def test_evaluate_run_and_loader_take_the_mode_asked_for(gan, state, tmp_path):

@@ -1,4 +1,5 @@
-"""training/family.py: one table, keyed by model.name, says how each model family trains."""
+"""training/family.py: one table, keyed by model.name, says how each model family is built
+and trains, and which technique hooks its step runs."""
 
 import dataclasses
 
@@ -6,7 +7,6 @@ import jax
 import pytest
 
 from configs import resnet32, tiny
-from gan_jax import models
 from gan_jax.errors import ConfigError
 from gan_jax.training import family
 from gan_jax.training import state as gan_state
@@ -26,9 +26,11 @@ def field_names(state_class):
   return {field.name for field in dataclasses.fields(state_class)}
 
 
-def test_every_model_family_has_one_training_entry():
-  # Adding a family to models.FAMILIES without saying how it trains fails here, not mid-run.
-  assert set(family.FAMILIES) == set(models.FAMILIES)
+def test_every_family_names_networks_that_check_and_build():
+  for name, entry in family.FAMILIES.items():
+    assert callable(entry.networks.check) and callable(entry.networks.build), name
+    generator, discriminator = family.build_networks(config_of(name))
+    assert (generator, discriminator) == entry.networks.build(config_of(name)), name
 
 
 @pytest.mark.parametrize("name, bundle_class, state_class, has_encoder", [
@@ -43,7 +45,7 @@ def test_the_entry_of_each_model_name(name, bundle_class, state_class, has_encod
                                                              has_encoder)
   gan = family.bundle(config)
   assert type(gan) is bundle_class  # pylint: disable=unidiomatic-typecheck
-  assert family.of_bundle(gan) is entry
+  assert gan.model_name == name and family.of(gan.model_name) is entry
   state = jax.eval_shape(lambda: family.create_state(gan, jax.random.key(0)))
   assert type(state) is state_class  # pylint: disable=unidiomatic-typecheck
 
@@ -53,8 +55,9 @@ def test_create_state_and_step_come_from_the_table():
   entry = family.FAMILIES["vaegan"]
   assert (entry.create_state, entry.make_train_step) == (vaegan.create_state,
                                                          vaegan_step.make_train_step)
-  assert (family.GAN_FAMILY.create_state, family.GAN_FAMILY.make_train_step) == (
-      gan_state.create_state, gan_step.make_train_step)
+  for name in ("dcgan", "resnet"):
+    assert (family.FAMILIES[name].create_state, family.FAMILIES[name].make_train_step) == (
+        gan_state.create_state, gan_step.make_train_step)
   # The table's functions, not a check of the bundle's class: replacing the entry replaces them.
   calls = []
   replaced = dataclasses.replace(entry, make_train_step=lambda bundle: calls.append(bundle))
@@ -73,11 +76,22 @@ def test_unknown_model_name_is_the_networks_config_error():
     family.bundle(config)
 
 
-def test_state_class_by_the_fields_a_tree_has():
-  gan_fields, vaegan_fields = field_names(gan_state.GANState), field_names(vaegan.VAEGANState)
-  assert family.state_class(gan_fields) is gan_state.GANState  # a saved GAN
-  assert family.state_class(vaegan_fields) is vaegan.VAEGANState  # a saved VAE-GAN
-  # A trained model's partial state: G's fields alone, or with the encoder's.
-  assert family.state_class({"g_params", "g_batch_stats"}) is gan_state.GANState
-  assert family.state_class({"g_params", "e_params"}) is vaegan.VAEGANState
-  assert family.state_class(set()) is gan_state.GANState
+def test_state_class_by_the_saved_model_name():
+  assert family.state_class("dcgan") is family.state_class("resnet") is gan_state.GANState
+  assert family.state_class("vaegan") is vaegan.VAEGANState
+  assert field_names(vaegan.VAEGANState) > field_names(gan_state.GANState)
+  with pytest.raises(ConfigError, match="unknown model.name 'stylegan'"):
+    family.state_class("stylegan")
+
+
+def test_a_family_refuses_the_techniques_its_step_does_not_run():
+  config = config_of("vaegan")
+  config.loss.lecam_weight = 0.1  # a penalty and a state: hooks the VAE-GAN step does not call
+  with pytest.raises(ConfigError, match=r"^model.name=vaegan does not train with "
+                                        r"loss.lecam_weight; use its default"):
+    family.check(config)
+  config.loss.lecam_weight, config.loss.real_label = 0.0, 0.9  # targets: its step calls them
+  config.augment.policy, config.train.instance_noise = "color", 0.1  # views: likewise
+  family.check(config)
+  assert [t.name for t in family.bundle(config).techniques] == [
+      "labels", "diffaugment", "instance_noise"]

@@ -31,7 +31,7 @@ class Rule:
 
 
 # A prefix covers the module of that name and every module below it.
-STEP = ("gan_jax.training.step", "gan_jax.training.updates", "gan_jax.training.regularizers",
+STEP = ("gan_jax.training.step", "gan_jax.training.updates", "gan_jax.training.techniques",
         "gan_jax.training.vaegan_step")
 INFRASTRUCTURE = ("gan_jax.parallel", "gan_jax.distributed", "gan_jax.data", "gan_jax.monitor",
                   "gan_jax.workdir_lock", "gan_jax.run_record")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gan_jax.training import losses
+from gan_jax.training.techniques import labels
 
 REAL = jnp.array([2.0, -1.0, 0.5])
 FAKE = jnp.array([-3.0, 0.0, 1.5])
@@ -78,15 +79,15 @@ def test_smoothed_targets_change_d_loss(name):
 
 def test_label_targets_smoothing_and_flipping():
   key = jax.random.key(0)
-  real_t, fake_t = losses.label_targets(key, 5, real_label=0.9, flip_prob=0.0)
+  real_t, fake_t = labels.label_targets(key, 5, real_label=0.9, flip_prob=0.0)
   np.testing.assert_allclose(real_t, 0.9)   # one-sided: only the real label is smoothed
   np.testing.assert_allclose(fake_t, 0.0)
   # Always flipping swaps the labels.
-  real_t, fake_t = losses.label_targets(key, 5, real_label=0.9, flip_prob=1.0)
+  real_t, fake_t = labels.label_targets(key, 5, real_label=0.9, flip_prob=1.0)
   np.testing.assert_allclose(real_t, 0.0)
   np.testing.assert_allclose(fake_t, 0.9)
   # With p = 0.25 about a quarter of each side flips, independently.
-  real_t, fake_t = losses.label_targets(key, 20_000, real_label=1.0, flip_prob=0.25)
+  real_t, fake_t = labels.label_targets(key, 20_000, real_label=1.0, flip_prob=0.25)
   assert set(np.unique(real_t)) == {0.0, 1.0} and set(np.unique(fake_t)) == {0.0, 1.0}
   assert abs(float(jnp.mean(real_t == 0.0)) - 0.25) < 0.02
   assert abs(float(jnp.mean(fake_t == 1.0)) - 0.25) < 0.02

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from gan_jax import models
+from gan_jax.training import family
 from gan_jax.errors import ConfigError
 from gan_jax.models import layers
 
@@ -36,7 +36,7 @@ def test_group_larger_than_the_batch_uses_the_whole_batch_and_a_remainder_is_ref
 
 
 def eval_logits(config, params_and_stats, images):
-  _, discriminator = models.build(config)
+  _, discriminator = family.build_networks(config)
   return discriminator.apply(params_and_stats, images, train=False)
 
 
@@ -44,7 +44,7 @@ def eval_logits(config, params_and_stats, images):
 def test_d_output_depends_on_the_batch_only_with_minibatch_std(on):
   config = tiny.get_config()
   config.model.d_minibatch_std = on
-  _, discriminator = models.build(config)
+  _, discriminator = family.build_networks(config)
   images = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3), minval=-1.0, maxval=1.0)
   variables = discriminator.init({"params": jax.random.key(1)}, images, train=False)
   # A trained D weighs the channel; at initialisation its weight is tiny, so make it count.
@@ -65,4 +65,4 @@ def test_bad_group_size_is_refused_at_start_up():
   config = tiny.get_config()
   config.model.d_minibatch_std, config.model.d_minibatch_std_group = True, 0
   with pytest.raises(ConfigError, match="model.d_minibatch_std_group=0 must be >= 1"):
-    models.check(config)
+    family.check(config)

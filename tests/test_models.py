@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from configs import celeba64
+from gan_jax.training import family
 from gan_jax.models.dcgan import Discriminator, Generator
 from gan_jax.models.dcgan import num_upsamplings, start_size
 from gan_jax.training.state import create_state, param_count
-from gan_jax.training.gan import GAN
 
 
 @pytest.mark.parametrize("resolution", [16, 32, 36, 64, 128])
@@ -42,7 +42,7 @@ def test_bad_resolution_and_shape_are_reported():
 
 
 def test_init_std_is_dcgan_002():
-  gan = GAN.from_config(celeba64.get_config())
+  gan = family.bundle(celeba64.get_config())
   state = jax.jit(lambda key: create_state(gan, key))(jax.random.key(0))
   for params in (state.g_params, state.d_params):
     kernels = [np.asarray(v).ravel() for path, v in jax.tree_util.tree_leaves_with_path(params)
@@ -57,12 +57,12 @@ def test_init_std_is_dcgan_002():
 def test_batch_norm_switches():
   config = celeba64.get_config()
   config.model.width, config.model.g_batch_norm, config.model.d_batch_norm = 4, True, False
-  state = jax.eval_shape(lambda: create_state(GAN.from_config(config), jax.random.key(0)))
+  state = jax.eval_shape(lambda: create_state(family.bundle(config), jax.random.key(0)))
   assert state.g_batch_stats and not state.d_batch_stats
 
 
 def test_celeba64_matches_dcgan_paper_size():
-  state = jax.eval_shape(lambda: create_state(GAN.from_config(celeba64.get_config()),
+  state = jax.eval_shape(lambda: create_state(family.bundle(celeba64.get_config()),
                                               jax.random.key(0)))
   # The PyTorch DCGAN example has 3,576,704 / 2,765,568 weights; we add 3 + 65 biases.
   # The PyTorch DCGAN example has 3,576,704 / 2,765,568 parameters; we add

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from gan_jax.training import family
 from gan_jax import checkpoint, train
 from gan_jax.eval import evaluate
 from gan_jax.eval import evaluator as evaluator_lib
@@ -21,7 +22,6 @@ from gan_jax.errors import ConfigError
 from gan_jax.explore import latents as latent_lib
 from gan_jax.explore import loader
 from gan_jax.metrics import fid
-from gan_jax.training.gan import GAN
 
 NUM_SAMPLES, BATCH = 48, 16
 
@@ -87,7 +87,7 @@ def test_best_checkpoint_is_kept_and_loadable(eval_run):
 def test_resumed_evaluator_keeps_best_only_when_comparable(eval_run):
   fids, _ = logged_fids(eval_run)
   config = eval_config(eval_run)
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   same = evaluator_lib.PeriodicEval(config, eval_run, gan, monitor=None)
   assert same.best_fid == min(fids.values())
 

@@ -1,4 +1,4 @@
-"""ADA, LeCam and bCR: the pure functions on known inputs, their wiring into the step,
+"""ADA, LeCam and bCR (training/techniques): the pure functions on known inputs, their wiring into the step,
 exact resume through a checkpoint, and 8 devices == 1 device with all three on.
 
 The step runs use the tiny models at 16 px on batches of 8 random images; one
@@ -17,12 +17,14 @@ import pytest
 
 from configs import tiny
 from gan_jax import checkpoint, parallel
-from gan_jax.config import resume
+from gan_jax.config import checks, resume
 from gan_jax.errors import ConfigError
 from gan_jax.parallel import BATCH_AXIS
-from gan_jax.training import augment, losses, regularizers
+from gan_jax.training import augment, family, losses
 from gan_jax.training import step as train_step
-from gan_jax.training.gan import GAN
+from gan_jax.training.techniques import ada as ada_lib
+from gan_jax.training.techniques import bcr as bcr_lib
+from gan_jax.training.techniques import lecam as lecam_lib
 from gan_jax.training.state import create_state
 
 # All three on; ADA adjusts every 2 steps by 8 * 2 / 160 = 0.1.
@@ -53,7 +55,7 @@ def host(tree):
 def runner_on(num_devices: int):
   """(config, gan, runner) of REGULARISED on the first `num_devices` devices."""
   config = make_config(REGULARISED)
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   mesh = parallel.make_mesh(jax.devices()[:num_devices])
   return config, gan, parallel.DataParallel(train_step.make_train_step(gan), "shard_map", mesh)
 
@@ -66,7 +68,8 @@ def _initial_state():
 
 def initial_state(ada_p=0.0):
   state = jax.tree.map(lambda x: x.copy(), _initial_state())
-  return state.replace(ada={"p": jnp.float32(ada_p), "sign_sum": jnp.float32(0)})
+  return state.replace(techniques={**state.techniques,
+                                   "ada": {"p": jnp.float32(ada_p), "sign_sum": jnp.float32(0)}})
 
 
 def run(runner, state, batches, key=0):
@@ -81,8 +84,8 @@ def run(runner, state, batches, key=0):
 # --- the pure functions ---
 
 def test_ada_moves_p_up_when_d_is_too_sure_and_down_otherwise():
-  ada = regularizers.initial_ada()
-  update = functools.partial(regularizers.ada_update, target=0.6, interval=4, adjustment=0.1)
+  ada = ada_lib.initial_ada()
+  update = functools.partial(ada_lib.ada_update, target=0.6, interval=4, adjustment=0.1)
   for step in range(3):  # signs of 0.9 > 0.6: no change until the 4th step ...
     ada = update(ada, jnp.float32(0.9), jnp.int32(step))
     assert float(ada["p"]) == 0.0
@@ -97,10 +100,10 @@ def test_ada_moves_p_up_when_d_is_too_sure_and_down_otherwise():
     ada = update(ada, jnp.float32(-1.0), jnp.int32(step))
   assert float(ada["p"]) == 0.0
   high = {"p": jnp.float32(0.95), "sign_sum": jnp.float32(0.0)}
-  capped = regularizers.ada_update(high, jnp.float32(1.0), jnp.int32(0), 0.6, 1, 0.1)
+  capped = ada_lib.ada_update(high, jnp.float32(1.0), jnp.int32(0), 0.6, 1, 0.1)
   assert float(capped["p"]) == 1.0
   # The paper's speed: p can cross [0, 1] in `kimg` thousand images.
-  assert regularizers.ada_adjustment(64, 4, 500) == 64 * 4 / 500_000
+  assert ada_lib.ada_adjustment(64, 4, 500) == 64 * 4 / 500_000
 
 
 def test_ada_gate_applies_each_group_to_each_image_with_probability_p():
@@ -130,10 +133,10 @@ def test_without_ada_the_draws_are_the_ones_before_it():
   np.testing.assert_array_equal(augment.augment(x, jax.random.key(5), policy),
                                 augment.apply(x, u, policy))
   config = make_config({"augment.policy": policy})
-  gan = GAN.from_config(config)
-  assert not gan.regularizes
+  gan = family.bundle(config)
+  assert [technique.name for technique in gan.techniques] == ["diffaugment"]
   state = jax.eval_shape(lambda key: create_state(gan, key), jax.random.key(0))
-  assert state.ada is None and state.lecam is None
+  assert state.techniques == {}
   assert not {"ada", "lecam"} & set(checkpoint.state_to_tree_abstract(state))
 
 
@@ -146,19 +149,19 @@ def test_lecam_on_known_inputs():
   real, fake = jnp.array([1.0, 3.0]), jnp.array([-1.0, 0.0])
   averages = {"real": jnp.float32(2.0), "fake": jnp.float32(-1.0)}
   # mean((1 + 1)^2, (3 + 1)^2) + mean((-1 - 2)^2, (0 - 2)^2) = 10 + 6.5
-  assert float(regularizers.lecam_penalty(real, fake, averages)) == 16.5
+  assert float(lecam_lib.lecam_penalty(real, fake, averages)) == 16.5
   # The averages take D's mean logit over the whole batch: real 4, fake -2 over two devices.
   reals, fakes = jnp.array([[1.0, 3.0], [5.0, 7.0]]), jnp.array([[-1.0, -3.0], [-2.0, -2.0]])
   start = {"real": jnp.float32(1.0), "fake": jnp.float32(0.0)}
-  moved = over_two_devices(lambda r, f: regularizers.lecam_update(start, r, f, 0.9), reals, fakes)
+  moved = over_two_devices(lambda r, f: lecam_lib.lecam_update(start, r, f, 0.9), reals, fakes)
   np.testing.assert_allclose(moved["real"], [0.9 + 0.4] * 2, rtol=1e-6)
   np.testing.assert_allclose(moved["fake"], [-0.2] * 2, rtol=1e-6)
 
 
 def test_consistency_and_mean_sign_on_known_inputs():
-  penalty = regularizers.consistency_penalty(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0]))
+  penalty = bcr_lib.consistency_penalty(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0]))
   assert float(penalty) == 2.5  # mean(1, 4)
-  signs = over_two_devices(regularizers.mean_sign, jnp.array([[3.0, -1.0], [2.0, 5.0]]))
+  signs = over_two_devices(ada_lib.mean_sign, jnp.array([[3.0, -1.0], [2.0, 5.0]]))
   np.testing.assert_array_equal(signs, [0.5, 0.5])
 
 
@@ -166,19 +169,18 @@ def test_ada_measures_d_by_its_loss_boundary():
   # Least squares calls an output real above 0.5, the BCE losses and hinge above 0.
   assert {name: losses.get_loss(name).boundary for name in losses.LOSSES} == {
       "ns": 0.0, "minimax": 0.0, "lsgan": 0.5, "hinge": 0.0, "wgan-gp": None}
-  signs = over_two_devices(lambda x: regularizers.mean_sign(x, 0.5),
+  signs = over_two_devices(lambda x: ada_lib.mean_sign(x, 0.5),
                            jnp.array([[0.3, 0.7], [0.6, 0.9]]))
   np.testing.assert_array_equal(signs, [0.5, 0.5])  # (-1 + 1 + 1 + 1) / 4
   # In the step: D outputs 0.3 on every real, and ADA adjusts p = 0.5 at every step.
   options = {"augment.policy": "color", "augment.ada_target": 0.6, "augment.ada_interval": 1}
   ada = {"p": jnp.full((2,), 0.5), "sign_sum": jnp.zeros((2,))}
   for loss, up in (("ns", True), ("lsgan", False)):  # 0.3 is real by 0, fake by 0.5
-    gan = GAN.from_config(make_config({**options, "loss.name": loss}))
+    gan = family.bundle(make_config({**options, "loss.name": loss}))
 
     def moved(real_logits, ada, gan=gan):
-      state = types.SimpleNamespace(ada=ada, lecam=None)
       aux = types.SimpleNamespace(real_logits=real_logits, fake_logits=real_logits)
-      return train_step.regularizer_states(gan, state, aux, jnp.int32(0))["ada"]["p"]
+      return train_step.technique_states(gan, {"ada": ada}, aux, jnp.int32(0))["ada"]["p"]
 
     p = over_two_devices(moved, jnp.full((2, 4), 0.3), ada)
     assert (float(p[0]) > 0.5) == up, (loss, p)
@@ -186,8 +188,8 @@ def test_ada_measures_d_by_its_loss_boundary():
 
 def test_global_rows_do_not_depend_on_the_device_count():
   key = jax.random.key(3)
-  one = over_two_devices(lambda _: regularizers.global_uniforms(key, 4, 3), jnp.zeros((1,)))
-  two = over_two_devices(lambda _: regularizers.global_uniforms(key, 2, 3), jnp.zeros((2,)))
+  one = over_two_devices(lambda _: augment.global_uniforms(key, 4, 3), jnp.zeros((1,)))
+  two = over_two_devices(lambda _: augment.global_uniforms(key, 2, 3), jnp.zeros((2,)))
   np.testing.assert_array_equal(one.reshape(4, 3), two.reshape(4, 3))
 
 
@@ -195,31 +197,31 @@ def test_global_rows_do_not_depend_on_the_device_count():
 
 def test_d_loss_adds_lecam_and_bcr_as_weighted():
   config = make_config({"loss.lecam_weight": 0.5, "loss.bcr_real": 2.0, "loss.bcr_fake": 3.0})
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   state = create_state(gan, jax.random.key(0))
   lecam = {"real": jnp.float32(0.25), "fake": jnp.float32(-0.5)}
-  regs = regularizers.Inputs(jax.random.key(4), None, lecam)
+  shared_key = jax.random.key(4)
   real = jnp.asarray(random_faces(), jnp.float32) / 127.5 - 1.0
   fake = jax.random.uniform(jax.random.key(6), real.shape, minval=-1.0, maxval=1.0)
   loss_key, step = jax.random.key(7), jnp.int32(0)
 
   def parts(real, fake):
     value, aux = train_step.d_loss(gan, state.d_params, state.d_batch_stats, real, fake,
-                                   loss_key, step, regs)
-    # D on T(x) as bCR draws it: the view key's 3rd and 4th splits, dropout as D(x)'s.
-    t_real, t_fake = jax.random.split(regs.view_key, 4)[2:]
+                                   loss_key, step, shared_key, {"lecam": lecam})
+    # D on T(x) as bCR draws it: the shared key's 3rd and 4th splits, dropout as D(x)'s.
+    t_real, t_fake = jax.random.split(shared_key, 4)[2:]
     dropout = jax.random.split(loss_key, 6)[2:4]
     d_t = []
     for images, key, drop in ((real, t_real, dropout[0]), (fake, t_fake, dropout[1])):
-      augmented = regularizers.augment_rows(images, key, ("translation",))
+      augmented = augment.augment_rows(images, key, ("translation",))
       d_t.append(train_step.discriminate(gan, state.d_params, aux.batch_stats, augmented, drop)[0])
     return value, aux, d_t
 
   value, aux, (d_t_real, d_t_fake) = over_two_devices(parts, real[None], fake[None])
   real_logits, fake_logits = aux.real_logits[0], aux.fake_logits[0]
-  expected = (0.5 * regularizers.lecam_penalty(real_logits, fake_logits, lecam)
-              + 2.0 * regularizers.consistency_penalty(real_logits, d_t_real[0])
-              + 3.0 * regularizers.consistency_penalty(fake_logits, d_t_fake[0]))
+  expected = (0.5 * lecam_lib.lecam_penalty(real_logits, fake_logits, lecam)
+              + 2.0 * bcr_lib.consistency_penalty(real_logits, d_t_real[0])
+              + 3.0 * bcr_lib.consistency_penalty(fake_logits, d_t_fake[0]))
   assert float(expected) > 0
   np.testing.assert_allclose(aux.penalty[0], expected, rtol=1e-5)
   np.testing.assert_allclose(value[0], aux.loss[0] + expected, rtol=1e-5)
@@ -232,10 +234,10 @@ def test_ada_p_rises_while_d_memorises_eight_images():
   batch = random_faces()  # the whole data set: D soon tells it from G's images
   state, metrics = run(runner, initial_state(), [batch] * 12)
   p = [m["ada_p"] for m in metrics]
-  assert float(host(state.ada)["p"]) == p[-1] > 0.0, p
+  assert float(host(state.techniques["ada"])["p"]) == p[-1] > 0.0, p
   assert p[0] == 0.0 and all(a == b for a, b in zip(p[1::2], p[2::2])), p  # every 2nd step
   assert all(np.isfinite(m["d_penalty"]) and m["d_penalty"] > 0 for m in metrics)
-  assert float(host(state.lecam)["real"]) != 0.0
+  assert float(host(state.techniques["lecam"])["real"]) != 0.0
 
 
 def test_stop_and_resume_through_a_checkpoint_is_exact(tmp_path):
@@ -247,7 +249,7 @@ def test_stop_and_resume_through_a_checkpoint_is_exact(tmp_path):
   manager = checkpoint.make_manager(tmp_path)
   checkpoint.save(manager, stopped, {"step": 3}, config)
   manager.wait_until_finished()
-  assert float(host(stopped.ada)["sign_sum"]) != 0.0
+  assert float(host(stopped.techniques["ada"])["sign_sum"]) != 0.0
   abstract = checkpoint.abstract_state(gan, config, runner.state_sharding)
   restored, _ = checkpoint.restore(checkpoint.make_manager(tmp_path, read_only=True), abstract,
                                    config=config)
@@ -289,7 +291,7 @@ def test_eight_devices_match_one_with_ada_lecam_and_bcr():
 ])
 def test_bad_options_stop_with_one_line(overrides, message):
   with pytest.raises(ConfigError, match=message) as error:
-    GAN.from_config(make_config(overrides))
+    checks.validate_config(make_config(overrides))
   assert "\n" not in str(error.value)
 
 
@@ -301,5 +303,5 @@ def test_runs_saved_before_the_options_take_them_off():
                         ("loss", "bcr_augment")):
     del saved[section][name]
   filled = resume.with_defaults(saved)
-  gan = GAN.from_config(ml_collections.ConfigDict(filled))
-  assert not gan.regularizes and filled["loss"]["bcr_augment"] == "translation"
+  gan = family.bundle(ml_collections.ConfigDict(filled))
+  assert gan.techniques == () and filled["loss"]["bcr_augment"] == "translation"

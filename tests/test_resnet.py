@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from configs import resnet32, resnet64
-from gan_jax import checkpoint, models, parallel, train
+from gan_jax.training import family
+from gan_jax import checkpoint, parallel, train
 from gan_jax.errors import ConfigError
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.models import resnet
-from gan_jax.training.gan import GAN
 from gan_jax.training.state import create_state
 from gan_jax.training.step import make_train_step
 
@@ -39,7 +39,7 @@ def tiny_resnet_config(**overrides):
 
 
 def networks(resolution, width=8, dtype="float32", conv_dtype=""):
-  return models.build(tiny_resnet_config(data__resolution=resolution, model__width=width,
+  return family.build_networks(tiny_resnet_config(data__resolution=resolution, model__width=width,
                                          train__dtype=dtype, train__conv_dtype=conv_dtype))
 
 
@@ -128,7 +128,7 @@ def test_spectral_norm_vectors_advance_in_training_only():
 ])
 def test_check_refuses_what_it_cannot_build_in_one_line(overrides, fix):
   with pytest.raises(ConfigError) as error:
-    models.check(tiny_resnet_config(**overrides))
+    family.check(tiny_resnet_config(**overrides))
   message = str(error.value)
   assert "\n" not in message and fix in message
   assert message.count("--config.") == 1  # only the flag that is wrong
@@ -141,12 +141,12 @@ def test_resnet_on_a_dcgan_config_names_every_flag_in_one_line():
   config.model.d_batch_norm, config.model.d_spectral_norm, config.model.d_final_size = True, False, 2
   with pytest.raises(ConfigError, match=r"set --config.model.d_batch_norm=False "
                      r"--config.model.d_spectral_norm=True --config.model.d_final_size=0 "):
-    GAN.from_config(config)
+    family.check(config)
 
 
 def test_configs_build():
   for config in (resnet32.get_config(), resnet64.get_config()):
-    gan = GAN.from_config(config)
+    gan = family.bundle(config)
     assert isinstance(gan.generator, resnet.Generator)
     assert isinstance(gan.discriminator, resnet.Discriminator)
 
@@ -178,7 +178,7 @@ def test_eight_devices_match_one_device():
   """Synchronised batch norm in G, spectral norm in D: 8 devices == 1 on the same batches."""
   assert jax.device_count() == 8
   # DiffAugment draws per device (docs/options.md), so it is off here.
-  gan = GAN.from_config(tiny_resnet_config(augment__policy=""))
+  gan = family.bundle(tiny_resnet_config(augment__policy=""))
   step_fn = make_train_step(gan)
   rng = np.random.RandomState(0)
   batches = [rng.randint(0, 256, (16, 16, 16, 3), np.uint8) for _ in range(2)]
@@ -219,7 +219,7 @@ def learning_config(faces_dir):
 def learned_run(faces_dir, faces16, tmp_path_factory):
   """(workdir, pixel Fréchet distance at init, after LEARN_STEPS) of a run saved halfway too."""
   config = learning_config(faces_dir)
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   # The state training starts from (compiled once: train_and_evaluate reuses the program).
   initial = pixel_frechet(gan, train.initial_state(gan, config.seed), faces16)
   workdir = tmp_path_factory.mktemp("resnet_run")

@@ -24,9 +24,9 @@ from packaging.utils import canonicalize_name
 
 from conftest import subprocess_env
 from configs import tiny
+from gan_jax.training import family
 from gan_jax import checkpoint, run_record
 from gan_jax.checkpoint import __main__ as command
-from gan_jax.training.gan import GAN
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONSTRAINTS = REPO_ROOT / "constraints" / "cpu-py311.txt"
@@ -48,7 +48,7 @@ def save_random_checkpoint(workdir: pathlib.Path, config, step: int) -> str:
       return jax.random.key(step)
     return rng.standard_normal(x.shape).astype(x.dtype)
 
-  state = jax.tree.map(fill, checkpoint.abstract_state(GAN.from_config(config), config))
+  state = jax.tree.map(fill, checkpoint.abstract_state(family.bundle(config), config))
   manager = checkpoint.make_manager(workdir)
   checkpoint.save(manager, state, {"step": step, "seed": config.seed}, config, step=step)
   manager.wait_until_finished()

@@ -17,9 +17,10 @@ from jax.sharding import PartitionSpec as P
 from configs import tiny
 from gan_jax import parallel
 from gan_jax.parallel import BATCH_AXIS
-from gan_jax.training import augment, losses, optim, step, updates
-from gan_jax.training.gan import GAN
+from gan_jax.training import augment, family, losses, optim, step, updates
 from gan_jax.training.state import create_state
+from gan_jax.training.techniques import DRound
+from gan_jax.training.techniques import labels
 
 
 def tiny_gan(**overrides):
@@ -29,7 +30,7 @@ def tiny_gan(**overrides):
   for name, value in overrides.items():
     section, option = name.split("__")
     config[section][option] = value
-  return GAN.from_config(config)
+  return family.bundle(config)
 
 
 def mapped(fn, devices=1, out_specs=P()):
@@ -63,26 +64,31 @@ def lazy_r1():
 
 # --- D's view of images ---
 
+def view(gan, images, key, at_step):
+  """D's view of `images` by this device's `key` (no global-batch key, no technique state)."""
+  return step.d_view(gan, images, step.view_keys(key, None), at_step, {})
+
+
 def test_d_view_without_techniques_is_the_images(plain):
   x = images()
-  np.testing.assert_array_equal(step.d_view(plain, x, jax.random.key(1), jnp.int32(0)), x)
+  np.testing.assert_array_equal(view(plain, x, jax.random.key(1), jnp.int32(0)), x)
 
 
 def test_d_view_adds_instance_noise_of_the_annealed_std():
   gan = tiny_gan(train__instance_noise=0.2, train__instance_noise_steps=100)
   x, key = images(n=64), jax.random.key(1)
-  noisy = step.d_view(gan, x, key, jnp.int32(50))  # half-way: std 0.1
+  noisy = view(gan, x, key, jnp.int32(50))  # half-way: std 0.1
   _, noise_key = jax.random.split(key)
   np.testing.assert_allclose(noisy - x, 0.1 * jax.random.normal(noise_key, x.shape), atol=1e-6)
   assert abs(float(jnp.std(noisy - x)) - 0.1) < 0.005
-  np.testing.assert_array_equal(step.d_view(gan, x, key, jnp.int32(100)), x)  # annealed to 0
+  np.testing.assert_array_equal(view(gan, x, key, jnp.int32(100)), x)  # annealed to 0
 
 
 def test_d_view_augments_with_the_policy():
   gan = tiny_gan(augment__policy="translation")
   x, key = images(), jax.random.key(2)
   augment_key, _ = jax.random.split(key)
-  viewed = step.d_view(gan, x, key, jnp.int32(0))
+  viewed = view(gan, x, key, jnp.int32(0))
   np.testing.assert_array_equal(viewed, augment.augment(x, augment_key, ("translation",)))
   assert not np.array_equal(viewed, x)
 
@@ -102,7 +108,7 @@ def test_d_logit_loss_is_the_loss_function_at_its_targets(plain):
                              losses.ns_d_loss(real, fake, 0.9, 0.0), rtol=1e-6)
   flips = tiny_gan(loss__real_label=0.9, loss__flip_prob=0.4)
   flipped = step.d_logit_loss(flips, real, fake, key)
-  np.testing.assert_allclose(flipped, losses.ns_d_loss(real, fake, *losses.label_targets(
+  np.testing.assert_allclose(flipped, losses.ns_d_loss(real, fake, *labels.label_targets(
       key, 4, 0.9, 0.4)), rtol=1e-6)
   assert float(flipped) != float(losses.ns_d_loss(real, fake, 0.9, 0.0))  # some label flipped
   hinge = tiny_gan(loss__name="hinge")
@@ -117,7 +123,8 @@ def plain_d_loss(plain):
   real, fake = images(seed=1), images(seed=2)
 
   def run(d_params, d_stats):
-    total, aux = step.d_loss(plain, d_params, d_stats, real, fake, key, jnp.int32(0))
+    total, aux = step.d_loss(plain, d_params, d_stats, real, fake, key, jnp.int32(0),
+                             jax.random.key(8), {})
     _, _, real_drop, fake_drop, label_key, _ = jax.random.split(key, 6)
     real_logits, stats = step.discriminate(plain, d_params, d_stats, real, real_drop)
     fake_logits, stats = step.discriminate(plain, d_params, stats, fake, fake_drop)
@@ -150,8 +157,14 @@ def r1_parts(lazy_r1):
   real, fake = images(seed=1), images(seed=2)
 
   def run(d_params):
-    d_losses = [step.d_loss(lazy_r1, d_params, {}, real, fake, key, jnp.int32(s)) for s in (0, 1)]
-    penalties = [step.d_penalty(lazy_r1, d_params, {}, real, fake, key, jnp.int32(s))
+    d_losses = [step.d_loss(lazy_r1, d_params, {}, real, fake, key, jnp.int32(s),
+                            jax.random.key(8), {}) for s in (0, 1)]
+
+    def critic(x, dropout_key):
+      return step.discriminate(lazy_r1, d_params, {}, x, dropout_key)[0]
+
+    penalties = [step.d_penalty(lazy_r1, DRound(critic, real, fake, None, None, (None, None),
+                                                key, (None, None), jnp.int32(s), {}))
                  for s in (0, 1)]
     _, dropout_key = jax.random.split(key)
     r1 = losses.r1_penalty(
@@ -185,13 +198,14 @@ def g_parts(plain):
     d = updates.NetState(state.d_params, state.d_opt_state, state.d_batch_stats)
     fake, pullback, g_stats = jax.vjp(
         lambda p: step.generate(plain, p, state.g_batch_stats, z), state.g_params, has_aux=True)
-    loss, d_stats = step.g_loss(plain, d.params, d.batch_stats, fake, key, jnp.int32(0))
+    loss, d_stats = step.g_loss(plain, d.params, d.batch_stats, fake, key, jnp.int32(0), None, {})
     _, dropout_key = jax.random.split(key)  # no techniques: D sees the fakes as they are
     logits, _ = step.discriminate(plain, d.params, d.batch_stats, fake, dropout_key)
-    by_pullback = step.g_gradients_by_pullback(plain, d, fake, pullback, key, jnp.int32(0))
+    ctx = step.StepContext(jnp.int32(0), jax.random.key(9), {})
+    by_pullback = step.g_gradients_by_pullback(plain, d, fake, pullback, key, ctx)
     direct = jax.grad(lambda p: step.g_loss(
         plain, d.params, d.batch_stats, step.generate(plain, p, state.g_batch_stats, z)[0],
-        key, jnp.int32(0))[0])(state.g_params)
+        key, jnp.int32(0), None, {})[0])(state.g_params)
     return fake, g_stats, loss, d_stats, logits, by_pullback, direct
 
   return mapped(run)(state)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from gan_jax.training import family
 from gan_jax import parallel
 from gan_jax.config import checks as config_checks
 from gan_jax.data import pipeline as input_pipeline
@@ -25,8 +26,8 @@ from gan_jax.training import step as train_step
 from gan_jax.training import updates
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.training.state import create_state
-from gan_jax.training.gan import GAN
 from gan_jax.training.step import make_train_step
+from gan_jax.training.techniques.instance_noise import InstanceNoise
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def make_config(overrides=()):
 @functools.lru_cache(maxsize=None)
 def _runner(overrides):
   config = make_config(overrides)
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   return config, gan, parallel.DataParallel(make_train_step(gan), "shard_map",
                                             parallel.make_mesh(jax.devices()[:1]))
 
@@ -73,7 +74,7 @@ def sampler(gan):
 
 @functools.lru_cache(maxsize=None)
 def _initial_state(d_batch_norm: bool, spectral_norm: bool, ema: bool):
-  gan = GAN.from_config(make_config({"model.d_batch_norm": d_batch_norm,
+  gan = family.bundle(make_config({"model.d_batch_norm": d_batch_norm,
                                      "model.d_spectral_norm": spectral_norm,
                                      "train.ema_decay": 0.5 if ema else 0.0}))
   # An "rbg" key: XLA:CPU compiles the initialisers' random numbers several
@@ -137,12 +138,15 @@ def run_steps(overrides, batches, key=0):
     (1.0, 1.2, (True, True)),    # closer than the margin: both
 ])
 def test_balance_rule_picks_the_weaker_network(d_loss, g_loss, expected):
-  train_d, train_g = train_step.balance_updates(jnp.float32(d_loss), jnp.float32(g_loss), 0.5)
+  gan = family.bundle(make_config({"train.balance_margin": 0.5}))
+  train_d, train_g = train_step.choose_updates(gan, jnp.float32(d_loss), jnp.float32(g_loss))
   assert (bool(train_d), bool(train_g)) == expected
 
 
 def test_balance_off_trains_both():
-  assert tuple(map(bool, train_step.balance_updates(jnp.float32(9.0), jnp.float32(0.0), 0.0))) \
+  gan = family.bundle(make_config())
+  assert not gan.techniques
+  assert tuple(map(bool, train_step.choose_updates(gan, jnp.float32(9.0), jnp.float32(0.0)))) \
       == (True, True)
 
 
@@ -180,7 +184,7 @@ def test_ema_matches_closed_form_after_k_steps():
 
 
 def test_ema_rampup_and_sampling_prefers_ema():
-  gan = GAN.from_config(make_config({"train.ema_decay": 0.999, "train.ema_rampup": True}))
+  gan = family.bundle(make_config({"train.ema_decay": 0.999, "train.ema_rampup": True}))
   np.testing.assert_allclose(train_step.ema_decay_at(gan, jnp.int32(0)), 0.1)
   np.testing.assert_allclose(train_step.ema_decay_at(gan, jnp.int32(90)), 91 / 100)
   np.testing.assert_allclose(train_step.ema_decay_at(gan, jnp.int32(10**6)), 0.999)
@@ -277,13 +281,15 @@ def test_techniques_together_step_by_the_rules():
   assert_trees_equal(again.d_params, state.d_params)
   other, _, _ = run_steps(KITCHEN_SINK, batches, key=1)
   assert trees_differ(other.d_params, state.d_params)
-  assert gan.instance_noise_steps == 10  # 0 means "anneal over train.num_steps"
+  noise, = (t for t in gan.techniques if isinstance(t, InstanceNoise))
+  assert noise.steps == 10  # 0 means "anneal over train.num_steps"
 
 
 def test_instance_noise_anneals_linearly_to_zero():
-  gan = GAN.from_config(make_config({"train.instance_noise": 0.2,
+  gan = family.bundle(make_config({"train.instance_noise": 0.2,
                                      "train.instance_noise_steps": 100}))
-  stds = [float(train_step.instance_noise_std(gan, jnp.int32(s))) for s in (0, 50, 100, 200)]
+  noise, = gan.techniques
+  stds = [float(noise.std_at(jnp.int32(s))) for s in (0, 50, 100, 200)]
   np.testing.assert_allclose(stds, [0.2, 0.1, 0.0, 0.0], atol=1e-7)
 
 
@@ -315,7 +321,7 @@ def test_instance_noise_anneals_linearly_to_zero():
 ])
 def test_incompatible_or_invalid_config_fails_with_the_fix(overrides, message):
   with pytest.raises(config_checks.ConfigError, match=message):
-    GAN.from_config(make_config(overrides))
+    config_checks.validate_config(make_config(overrides))
 
 
 @pytest.mark.parametrize("cadence", ["log_every", "sample_every", "checkpoint_every"])
@@ -323,7 +329,7 @@ def test_cadence_below_one_is_refused(cadence):
   config = make_config()
   config[cadence] = 0
   with pytest.raises(config_checks.ConfigError, match=f"{cadence}=0 must be >= 1"):
-    GAN.from_config(config)
+    config_checks.validate_config(config)
 
 
 def test_cli_rejects_wgan_gp_with_batch_norm(tmp_path):

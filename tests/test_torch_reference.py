@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import resnet32
-from gan_jax import models
+from gan_jax.training import family
 
 torch = pytest.importorskip("torch", reason="PyTorch is not a gan_jax dependency")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -27,7 +27,7 @@ def flax_networks():
   config = resnet32.get_config()
   config.model.width, config.model.latent_dim = WIDTH, LATENT
   config.train.conv_dtype = "float32"
-  G, D = models.build(config)
+  G, D = family.build_networks(config)
   g_vars = G.init(jax.random.key(0), jnp.zeros((BATCH, LATENT)))
   d_vars = D.init(jax.random.key(1), jnp.zeros((BATCH, 32, 32, 3)))
   return G, D, g_vars, d_vars

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
 from configs import tiny
+from gan_jax.training import family
 from gan_jax import cadence, train
 from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.training.state import create_state
-from gan_jax.training.gan import GAN
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_tiny_learns_real_faces(faces_dir, faces16, tmp_path):
   config = tiny.get_config()
   config.data.path, config.data.limit = str(faces_dir), 2000
   config.train.num_steps, config.sample_every, config.checkpoint_every = 400, 400, 400
-  gan = GAN.from_config(config)
+  gan = family.bundle(config)
   initial = pixel_frechet(gan, create_state(gan, jax.random.key(config.seed)), faces16)
   final_state = train.train_and_evaluate(config, str(tmp_path))
   final = pixel_frechet(gan, final_state, faces16)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from gan_jax.training import family
 from gan_jax import parallel
 from gan_jax.training.state import create_state
-from gan_jax.training.gan import GAN
 from gan_jax.training.step import make_train_step
 
 
@@ -16,7 +16,7 @@ def tiny_gan(**overrides):
   for name, value in overrides.items():
     section, key = name.split("__")
     config[section][key] = value
-  return config, GAN.from_config(config)
+  return config, family.bundle(config)
 
 
 def fake_faces(n, resolution=16, seed=0):

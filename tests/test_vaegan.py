@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, subprocess_env
 from configs import tiny
-from gan_jax import checkpoint, models, parallel
+from gan_jax import checkpoint, parallel
 from gan_jax import images as image_lib
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.errors import ConfigError
@@ -23,8 +23,7 @@ from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_featur
 from gan_jax.models import vaegan as vaegan_models
 from gan_jax.training import family
 from gan_jax.training import state as gan_state
-from gan_jax.training.gan import GAN
-from gan_jax.training.vaegan import VAEGAN, VAEGANState
+from gan_jax.training.vaegan import VAEGANState
 from gan_jax.training.vaegan_step import feature_reconstruction, kl_divergence, posterior_sample
 
 TRAIN_STEPS = 300   # of the learning run; it saves at half and at the end
@@ -52,7 +51,7 @@ def test_encoder_and_discriminator_feature_shapes(resolution, feature_shape):
   config = vaegan_config()
   config.data.resolution = resolution
   encoder = vaegan_models.build_encoder(config)
-  _, discriminator = models.build(config)
+  _, discriminator = family.build_networks(config)
   x = jnp.asarray(image_lib.to_float(fake_faces(2, resolution)))
   mean, log_variance = encoder.apply(encoder.init(jax.random.key(0), x, train=False), x,
                                      train=False)
@@ -69,12 +68,12 @@ def test_check_refuses_what_the_step_cannot_do():
   config = vaegan_config()
   config.train.d_steps = 2
   with pytest.raises(ConfigError, match=r"^model.name=vaegan does not train with train.d_steps; "):
-    VAEGAN.from_config(config)
+    family.check(config)
 
 
 def test_state_adds_the_encoder_and_keeps_the_gans_streams():
   config = vaegan_config()
-  vaegan, gan = VAEGAN.from_config(config), GAN.from_config(tiny.get_config())
+  vaegan, gan = family.bundle(config), family.bundle(tiny.get_config())
   state = family.create_state(vaegan, jax.random.key(0))
   assert isinstance(state, VAEGANState) and state.e_params and state.e_opt_state
   plain = gan_state.create_state(gan, jax.random.key(0))
@@ -82,7 +81,7 @@ def test_state_adds_the_encoder_and_keeps_the_gans_streams():
   for a, b in zip(leaves(plain), leaves(state)[:len(leaves(plain))]):
     np.testing.assert_array_equal(a, b)
   tree = checkpoint.state_to_tree(state)
-  assert isinstance(checkpoint.tree_to_state(tree), VAEGANState)
+  assert isinstance(checkpoint.tree_to_state(tree, family.state_class("vaegan")), VAEGANState)
 
 
 # --- the loss terms on known inputs ---
@@ -112,7 +111,7 @@ def test_feature_reconstruction_and_posterior_sample_on_known_inputs():
 # --- the step ---
 
 def test_step_is_pure_and_eight_devices_equal_one():
-  vaegan = VAEGAN.from_config(vaegan_config())
+  vaegan = family.bundle(vaegan_config())
   step_fn = family.make_train_step(vaegan)
   runners = {"one": parallel.DataParallel(step_fn, "shard_map",
                                           parallel.make_mesh(jax.devices()[:1])),
@@ -158,7 +157,7 @@ def train_in_subprocess(config, workdir, xla_cache):
                            "--workdir", str(workdir), *overrides], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
-  return checkpoint.tree_to_state(checkpoint.restore_tree(workdir)[1])
+  return checkpoint.tree_to_state(checkpoint.restore_tree(workdir)[1], VAEGANState)
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +256,7 @@ def gan_workdir(tmp_path_factory):
   config = tiny.get_config()
   workdir = tmp_path_factory.mktemp("dcgan_run")
   manager = checkpoint.make_manager(workdir)
-  state = gan_state.create_state(GAN.from_config(config), jax.random.key(0))
+  state = gan_state.create_state(family.bundle(config), jax.random.key(0))
   checkpoint.save(manager, state, input_pipeline.pipeline_state(0, config.seed), config, step=0)
   manager.wait_until_finished()
   return workdir

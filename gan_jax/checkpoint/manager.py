@@ -143,7 +143,7 @@ def restore(manager: ocp.CheckpointManager, abstract: GANState, step: int | None
       check_config(restore_config(manager, candidate), config, manager.directory.parent)
     check_fits(manager, candidate, target)
     restored = restore_state_item(manager, candidate, target, with_data=True)
-    return tree_to_state(restored["state"]), restored["data"]
+    return tree_to_state(restored["state"], type(abstract)), restored["data"]
 
   _, (state, data) = fallback.restore_with_fallback(manager, step, restore_one, move_damaged)
   return state, data

@@ -19,14 +19,16 @@ from gan_jax.training import family
 from gan_jax.training.state import GANState
 
 
-# State fields left out of the tree while they are None (their technique is off), so that
-# checkpoints written before they existed have the same tree.
-OPTIONAL_FIELDS = ("ada", "lecam")
-
-
 def _fields(state: GANState) -> dict[str, Any]:
-  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
-          if not (f.name in OPTIONAL_FIELDS and getattr(state, f.name) is None)}
+  """Every field but `techniques`, then each technique's state under its name: a run
+  without such techniques has the tree of a checkpoint written before they existed."""
+  tree = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if f.name != "techniques"}
+  techniques = state.techniques or {}
+  clash = set(tree) & set(techniques)
+  if clash:
+    raise ValueError(f"technique states named like state fields: {sorted(clash)}")
+  return {**tree, **techniques}
 
 
 def state_to_tree(state: GANState) -> dict[str, Any]:
@@ -36,11 +38,14 @@ def state_to_tree(state: GANState) -> dict[str, Any]:
   return tree
 
 
-def tree_to_state(tree: dict[str, Any]) -> GANState:
-  """The inverse of `state_to_tree`."""
-  tree = {**dict.fromkeys(OPTIONAL_FIELDS), **tree}
-  tree["key"] = jax.random.wrap_key_data(tree["key"])
-  return family.state_class(tree)(**tree)  # GANState, or a family's own (VAEGANState)
+def tree_to_state(tree: dict[str, Any], state_class: type[GANState] = GANState) -> GANState:
+  """The inverse of `state_to_tree`, into `state_class` (the family's, by its model.name:
+  training/family.py); the entries that are no field are the techniques' states."""
+  names = {f.name for f in dataclasses.fields(state_class)}
+  fields = {name: value for name, value in tree.items() if name in names}
+  fields["key"] = jax.random.wrap_key_data(fields["key"])
+  fields["techniques"] = {name: value for name, value in tree.items() if name not in names}
+  return state_class(**fields)
 
 
 def state_to_tree_abstract(abstract_state: GANState) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """Options set to no effect: one warning line each, logged at start-up by the trainer.
 
 An option "is set" when it differs from its default (config/defaults.py). Each rule names an
-option that the rest of the config makes inert (a lazy-R1 interval with R1
-off, an EMA ramp-up without an EMA, ...), so a run that is not what its
-command line says is visible in its first lines. Combinations that would train
+option that the rest of the config makes inert (an EMA ramp-up without an
+EMA, ...), so a run that is not what its command line says is visible in its
+first lines; a training technique says this of its own options
+(`Technique.inert_options`). Combinations that would train
 something else than asked stop instead (`checks.validate_config`, e.g. label
-smoothing with hinge or wgan-gp). Another family's or technique's inert options
-are one more entry in `RULES`.
+smoothing with hinge or wgan-gp). Another family's inert options are one more
+entry in `RULES`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Callable
 import ml_collections
 
 from gan_jax.config import defaults as defaults_lib
+from gan_jax.training import techniques
 
 _MISSING = object()
 
@@ -47,20 +49,6 @@ class _Options:
     return [name for name in names if self.is_set(name)]
 
 
-def _gp_weight(o: _Options) -> list[str]:
-  if o.is_set("loss.gp_weight") and o["loss.name"] != "wgan-gp":
-    return [f"loss.gp_weight={o['loss.gp_weight']} has no effect: only loss.name=wgan-gp adds the "
-            f"gradient penalty (loss.name={o['loss.name']}); for a penalty with it use "
-            "loss.r1_gamma"]
-  return []
-
-
-def _r1_every(o: _Options) -> list[str]:
-  if o.is_set("loss.r1_every") and not o["loss.r1_gamma"]:
-    return [f"loss.r1_every={o['loss.r1_every']} has no effect with loss.r1_gamma=0 (R1 off)"]
-  return []
-
-
 def _ema_rampup(o: _Options) -> list[str]:
   if o.is_set("train.ema_rampup") and not o["train.ema_decay"]:
     return [f"train.ema_rampup={o['train.ema_rampup']} has no effect with train.ema_decay=0 "
@@ -77,13 +65,6 @@ def _ema_batch_stats(o: _Options) -> list[str]:
     return [option + "train.ema_decay=0 (no EMA of G); set e.g. --config.train.ema_decay=0.999"]
   if not o["model.g_batch_norm"]:
     return [option + "model.g_batch_norm=False (G has no batch statistics)"]
-  return []
-
-
-def _instance_noise_steps(o: _Options) -> list[str]:
-  if o.is_set("train.instance_noise_steps") and not o["train.instance_noise"]:
-    return [f"train.instance_noise_steps={o['train.instance_noise_steps']} has no effect with "
-            "train.instance_noise=0 (no noise to anneal)"]
   return []
 
 
@@ -146,14 +127,9 @@ def _inert_without(options, switch: str, is_on: Callable[[_Options], bool]):
 
 
 RULES: tuple[Callable[[_Options], list[str]], ...] = (
-    _gp_weight, _r1_every, _ema_rampup, _ema_batch_stats, _instance_noise_steps, _conv_dtype,
+    techniques.option_warnings,  # each technique's own (training/techniques)
+    _ema_rampup, _ema_batch_stats, _conv_dtype,
     _minibatch_std_group, _device_budget, _eval_options, _monitor_options,
-    _inert_without(("loss.lecam_decay",), "loss.lecam_weight=0 (LeCam off)",
-                   lambda o: o["loss.lecam_weight"]),
-    _inert_without(("loss.bcr_augment",), "loss.bcr_real=0 and loss.bcr_fake=0 (bCR off)",
-                   lambda o: o["loss.bcr_real"] or o["loss.bcr_fake"]),
-    _inert_without(("augment.ada_interval", "augment.ada_kimg"), "augment.ada_target=0 (ADA off)",
-                   lambda o: o["augment.ada_target"]),
     _inert_without(("train.ema_stats_batches", "train.ema_stats_batch_size"),
                    "train.ema_batch_stats other than recompute",
                    lambda o: o["train.ema_batch_stats"] == "recompute"),

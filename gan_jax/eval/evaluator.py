@@ -244,16 +244,14 @@ class Evaluator:
     return metrics
 
 
-def sampling_state(state: GANState) -> GANState:
-  """A copy of what `GAN.sample` reads of `state`, on this process's first device.
+def sampling_state(gan, state: GANState) -> GANState:
+  """A copy of what `gan.sample` reads of `state` (`GAN.sampling_fields`), on this
+  process's first device.
 
   A copy, so the next train step may donate the state's buffers; arrays spread
   over several processes are gathered first.
   """
-  # Only the weights GAN.sample will use: the EMA's when the run keeps one, else G's.
-  weights_field = "g_params" if state.ema_g_params is None else "ema_g_params"
-  fields = {weights_field: getattr(state, weights_field), "g_batch_stats": state.g_batch_stats}
-  fields = jax.tree.map(checkpoint.host_array, fields)
+  fields = jax.tree.map(checkpoint.host_array, gan.sampling_fields(state))
   return loader.partial_state(**jax.device_put(fields, jax.local_devices()[0]))
 
 
@@ -325,7 +323,7 @@ class PeriodicEval:
   def evaluate(self, step: int, state: GANState) -> dict[str, float]:
     """FID and KID of the state's generator (EMA weights if kept), logged at `step`."""
     start = time.perf_counter()
-    self.model.state, self.model.step = sampling_state(state), step
+    self.model.state, self.model.step = sampling_state(self.model.gan, state), step
     metrics = self.evaluator.evaluate(self.model.generate)
     self.monitor.write_scalars(step, {f"eval/{name}": value for name, value in metrics.items()})
     improved = metrics["fid"] < self.best_fid

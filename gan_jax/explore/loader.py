@@ -33,10 +33,9 @@ DISCRIMINATOR_FIELDS = ("d_params", "d_batch_stats")
 ENCODER_FIELDS = ("e_params", "e_batch_stats")  # a VAE-GAN's (model.name=vaegan)
 
 
-def partial_state(**fields) -> GANState:
-  """A GANState (a VAEGANState with encoder fields) holding only `fields`, the rest None:
-  enough for `GAN.sample` (and `VAEGAN.encode`)."""
-  state_class = family.state_class(fields)  # the smallest family state with these fields
+def partial_state(state_class: type[GANState] = GANState, **fields) -> GANState:
+  """A `state_class` (the family's: a VAEGANState with encoder fields) holding only
+  `fields`, the rest None: enough for `GAN.sample` (and `VAEGAN.encode`)."""
   values = {f.name: None for f in dataclasses.fields(state_class)}
   values.update(fields)
   return state_class(**values)
@@ -70,7 +69,7 @@ class TrainedGAN:
     self._sampling_variables = jax.jit(gan.sampling_variables)
     self._sample = jax.jit(gan.sample_with)
     self._features = jax.jit(self._discriminator_features)
-    self._encode = jax.jit(gan.encode) if family.of_bundle(gan).has_encoder else None
+    self._encode = jax.jit(gan.encode) if family.of(gan.model_name).has_encoder else None
 
   @property
   def state(self) -> GANState:
@@ -204,7 +203,8 @@ def load(workdir: str | os.PathLike, step: int | None = None, discriminator: boo
     step, (config, gan, fields) = checkpoint.restore_with_fallback(manager, step, restore_one)
   finally:
     manager.close()
-  return TrainedGAN(config, gan, partial_state(**fields), step)
+  return TrainedGAN(config, gan, partial_state(family.state_class(config.model.name), **fields),
+                    step)
 
 
 def describe(model: TrainedGAN, workdir) -> str:

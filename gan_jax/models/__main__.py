@@ -7,7 +7,7 @@ import jax
 from absl import app, flags
 
 from gan_jax import cli
-from gan_jax.config import options
+from gan_jax.config import checks, options
 from gan_jax.training import family
 from gan_jax.training.state import param_count
 
@@ -20,6 +20,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = flags.FLAGS.config
+  checks.validate_config(config)
   gan = family.bundle(config)
   state = jax.eval_shape(lambda: family.create_state(gan, jax.random.key(0)))
   g, d = param_count(state.g_params), param_count(state.d_params)

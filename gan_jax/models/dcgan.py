@@ -13,23 +13,15 @@ import math
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
 from gan_jax.models import fast_conv
 from gan_jax.models import layers
-from gan_jax.models import operand_dtype
 
 # The DCGAN paper's initialisation: every weight from N(0, 0.02).
 dcgan_init = nn.initializers.normal(stddev=0.02)
-
-
-
-def bn_scale_init(key, shape, dtype=jnp.float32):
-  """Batch-norm scale from N(1, 0.02), as in the reference DCGAN code."""
-  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
 def start_size(resolution: int) -> int:
@@ -58,16 +50,6 @@ def num_downsamplings(resolution: int, final_size: int = 0) -> int:
   return steps
 
 
-def batch_norm(train: bool, dtype: Any, axis_name: str | None, name: str | None = None
-               ) -> nn.BatchNorm:
-  # momentum 0.9 == PyTorch's 0.1; in training, statistics are averaged over the
-  # devices of the mapped axis `axis_name` (the trainer's data-parallel axis).
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      axis_name=axis_name if train else None, dtype=dtype,
-                      scale_init=bn_scale_init,
-                      name=name)
-
-
 class Generator(nn.Module):
   """z (N, latent_dim) -> images (N, resolution, resolution, 3) in [-1, 1]."""
   resolution: int = 64
@@ -88,7 +70,7 @@ class Generator(nn.Module):
     x = x.reshape(z.shape[0], size, size, channels)
     for i in range(steps):
       if self.batch_norm:
-        x = batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
+        x = layers.batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
       x = nn.relu(x)
       last = i == steps - 1
       channels = 3 if last else channels // 2
@@ -119,10 +101,7 @@ class Discriminator(nn.Module):
     """Logits (N,); with `features` = k >= 1, (logits, the activations (N, h, w, c) of the k-th
     last conv block): the hidden layer a VAE-GAN measures reconstructions in."""
     def apply(layer: nn.Module, x: jnp.ndarray) -> jnp.ndarray:
-      if not self.spectral_norm:
-        return layer(x)
-      # The power-iteration vector lives in 'batch_stats' and advances in training.
-      return nn.SpectralNorm(layer, name=f"{layer.name}_sn")(x, update_stats=train)
+      return layers.spectral_norm(layer, x, train) if self.spectral_norm else layer(x)
 
     if x.shape[1:] != (self.resolution, self.resolution, 3):
       raise ValueError(f"discriminator for {self.resolution} px got images of shape {x.shape[1:]}")
@@ -137,7 +116,7 @@ class Discriminator(nn.Module):
                             fast_conv.conv_general_dilated, impl=self.conv_impl,
                             operand_dtype=self.conv_dtype)), x)
       if i > 0 and self.batch_norm:
-        x = batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
+        x = layers.batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)
       if i == num_blocks - features:
         hidden = x
@@ -178,9 +157,8 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = None
   averages its statistics over it (None: no cross-device averaging).
   """
   model, resolution = config.model, config.data.resolution
-  dtype = jnp.dtype(config.train.dtype)
+  dtype, conv_dtype = layers.precision(config)
   conv_impl = model.conv_impl
-  conv_dtype = operand_dtype.resolve(config.train.conv_dtype)
   generator = Generator(resolution=resolution, width=model.g_width or model.width,
                         batch_norm=model.g_batch_norm, dtype=dtype, conv_impl=conv_impl,
                         conv_dtype=conv_dtype, axis_name=axis_name)

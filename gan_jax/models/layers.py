@@ -1,16 +1,51 @@
-"""Layers that more than one model family's discriminator can use.
+"""Layers and build helpers that more than one model family uses.
 
-`minibatch_std` (ProGAN, Karras et al. 2018; StyleGAN): one extra feature
+`batch_norm` (the DCGAN reference code's settings, statistics averaged over the
+trainer's mapped axis), `spectral_norm` (SNGAN: a layer's weights divided by
+their top singular value), `precision` (the dtypes a config asks for) and
+
+`minibatch_std`: (ProGAN, Karras et al. 2018; StyleGAN): one extra feature
 channel holding how much the images of a small group differ, so D can see a
 batch of near-identical fakes (mode collapse) that no single image reveals.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from gan_jax.errors import ConfigError
+from gan_jax.models import operand_dtype
+
+
+def bn_scale_init(key, shape, dtype=jnp.float32):
+  """Batch-norm scale from N(1, 0.02), as in the reference DCGAN code."""
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def batch_norm(train: bool, dtype: Any, axis_name: str | None, name: str | None = None
+               ) -> nn.BatchNorm:
+  # momentum 0.9 == PyTorch's 0.1; in training, statistics are averaged over the
+  # devices of the mapped axis `axis_name` (the trainer's data-parallel axis).
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      axis_name=axis_name if train else None, dtype=dtype,
+                      scale_init=bn_scale_init,
+                      name=name)
+
+
+def spectral_norm(layer: nn.Module, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+  """`layer(x)` with its weights spectrally normalised; the power-iteration vector lives
+  in 'batch_stats' and advances in training."""
+  return nn.SpectralNorm(layer, name=f"{layer.name}_sn")(x, update_stats=train)
+
+
+def precision(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  """(computation dtype, convolution operand dtype) of `config.train`."""
+  return jnp.dtype(config.train.dtype), operand_dtype.resolve(config.train.conv_dtype)
 
 
 def minibatch_std(x: jax.Array, group_size: int = 4, epsilon: float = 1e-8) -> jax.Array:

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import fused_conv, operand_dtype
-from gan_jax.models.dcgan import batch_norm
+from gan_jax.models import fused_conv, layers
 
 START_SIZE = 4
 # Channels / width of G's 4x4 map and after each up-block (one block per doubling):
@@ -76,7 +75,7 @@ class UpBlock(nn.Module):
 
     def norm_relu(h, name):
       if self.batch_norm:
-        h = batch_norm(train, self.dtype, self.axis_name, name=name)(h)
+        h = layers.batch_norm(train, self.dtype, self.axis_name, name=name)(h)
       return nn.relu(h)
 
     # Upsampling, then conv0 (BN's shift is its bias).
@@ -87,12 +86,6 @@ class UpBlock(nn.Module):
     h = conv(self.features, 3, not self.batch_norm, "conv1")(norm_relu(h, "bn1"))
     # A 1x1 conv commutes with nearest upsampling: convolve the small map, 4x cheaper.
     return h + upsample2x(conv(self.features, 1, not self.batch_norm, "shortcut")(x))
-
-
-def spectral(layer: nn.Module, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-  """layer(x) with its kernel divided by its top singular value; the power-iteration
-  vector lives in 'batch_stats' and advances in every training forward."""
-  return nn.SpectralNorm(layer, name=f"{layer.name}_sn")(x, update_stats=train)
 
 
 class DownBlock(nn.Module):
@@ -111,15 +104,15 @@ class DownBlock(nn.Module):
                         conv_dtype=self.conv_dtype, conv_impl=self.conv_impl)
 
     h = x if self.first else nn.relu(x)
-    h = spectral(conv(self.features, 3, "conv0"), h, train)
+    h = layers.spectral_norm(conv(self.features, 3, "conv0"), h, train)
     # conv1, then pooling when the block downsamples.
-    h = spectral(conv(self.features, 3, "conv1", "pool_after" if self.downsample else None),
+    h = layers.spectral_norm(conv(self.features, 3, "conv1", "pool_after" if self.downsample else None),
                  nn.relu(h), train)
     shortcut = x
     if self.downsample:
       shortcut = pool2x(x)  # pooling before the 1x1 conv: the same, 4x cheaper
     if self.downsample or x.shape[-1] != self.features:
-      shortcut = spectral(conv(self.features, 1, "shortcut"), shortcut, train)
+      shortcut = layers.spectral_norm(conv(self.features, 1, "shortcut"), shortcut, train)
     return h + shortcut
 
 
@@ -148,7 +141,7 @@ class Generator(nn.Module):
       x = UpBlock(features, self.batch_norm, self.dtype, self.conv_dtype, self.axis_name,
                   self.conv_impl, name=f"up{i}")(x, train)
     if self.batch_norm:
-      x = batch_norm(train, self.dtype, self.axis_name, name="bn_out")(x)
+      x = layers.batch_norm(train, self.dtype, self.axis_name, name="bn_out")(x)
     x = conv_layer(3, 3, "to_rgb", dtype=self.dtype, conv_dtype=self.conv_dtype,
                    conv_impl=self.conv_impl)(nn.relu(x))
     return jnp.tanh(x.astype(jnp.float32))
@@ -173,7 +166,7 @@ class Discriminator(nn.Module):
                     dtype=self.dtype, conv_dtype=self.conv_dtype, conv_impl=self.conv_impl,
                     name=f"down{i}")(x, train)
     features = jnp.sum(nn.relu(x), axis=(1, 2))  # global sum pooling (SNGAN)
-    logit = spectral(nn.Dense(1, kernel_init=resnet_init, dtype=self.dtype, name="logit"),
+    logit = layers.spectral_norm(nn.Dense(1, kernel_init=resnet_init, dtype=self.dtype, name="logit"),
                      features, train)
     return logit[:, 0].astype(jnp.float32)
 
@@ -219,8 +212,7 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = None
   averages its statistics over it (None: no cross-device averaging).
   """
   model, resolution = config.model, config.data.resolution
-  dtype = jnp.dtype(config.train.dtype)
-  conv_dtype = operand_dtype.resolve(config.train.conv_dtype)
+  dtype, conv_dtype = layers.precision(config)
   generator = Generator(resolution=resolution, width=model.g_width or model.width,
                         batch_norm=model.g_batch_norm, dtype=dtype, conv_dtype=conv_dtype,
                         axis_name=axis_name, conv_impl=model.conv_impl)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gan_jax.errors import ConfigError
-from gan_jax.models import dcgan, fast_conv, operand_dtype
+from gan_jax.models import dcgan, fast_conv, layers
 
 
 class Encoder(nn.Module):
@@ -51,7 +51,7 @@ class Encoder(nn.Module):
                       fast_conv.conv_general_dilated, impl=self.conv_impl,
                       operand_dtype=self.conv_dtype))(x)
       if i > 0 and self.batch_norm:
-        x = dcgan.batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
+        x = layers.batch_norm(train, self.dtype, self.axis_name, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)
       channels *= 2
     x = x.reshape(x.shape[0], -1)
@@ -75,14 +75,12 @@ def check(config: ml_collections.ConfigDict) -> None:
   if loss.kl_weight < 0 or loss.recon_weight < 0:
     raise ConfigError(f"loss.kl_weight={loss.kl_weight} and loss.recon_weight="
                       f"{loss.recon_weight} must be >= 0")
-  # The VAE-GAN step (training/vaegan_step.py) updates E, G and D once each, together.
-  refused = {"loss.name=wgan-gp": loss.name == "wgan-gp", "loss.r1_gamma": loss.r1_gamma,
-             "loss.flip_prob": loss.flip_prob, "train.d_steps": config.train.d_steps != 1,
-             "train.g_steps": config.train.g_steps != 1,
-             "train.balance_margin": config.train.balance_margin,
-             "augment.ada_target": config.augment.ada_target,
-             "loss.lecam_weight": loss.lecam_weight,
-             "loss.bcr_real": loss.bcr_real, "loss.bcr_fake": loss.bcr_fake}
+  # The VAE-GAN step (training/vaegan_step.py) updates E, G and D once each, together, with
+  # one batch of fakes made of reconstructions and prior samples. (The techniques its step
+  # cannot run are refused by training/family.py.)
+  refused = {"loss.name=wgan-gp": loss.name == "wgan-gp", "loss.flip_prob": loss.flip_prob,
+             "train.d_steps": config.train.d_steps != 1,
+             "train.g_steps": config.train.g_steps != 1}
   for option, used in refused.items():
     if used:
       raise ConfigError(f"model.name=vaegan does not train with {option}; use its default "
@@ -97,8 +95,8 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None = None):
 def build_encoder(config: ml_collections.ConfigDict, axis_name: str | None = None) -> Encoder:
   """The encoder `config.model` describes (width model.e_width, or model.width when 0)."""
   model = config.model
+  dtype, conv_dtype = layers.precision(config)
   return Encoder(resolution=config.data.resolution, latent_dim=model.latent_dim,
                  width=model.e_width or model.width, batch_norm=model.d_batch_norm,
-                 dtype=jnp.dtype(config.train.dtype), conv_impl=model.conv_impl,
-                 conv_dtype=operand_dtype.resolve(config.train.conv_dtype),
+                 dtype=dtype, conv_impl=model.conv_impl, conv_dtype=conv_dtype,
                  axis_name=axis_name)

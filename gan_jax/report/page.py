@@ -90,9 +90,6 @@ def section(anchor: str, title: str, body: str) -> str:
 
 def changed_table(config: dict) -> str:
   changed = run_files.changed_options(config)
-  if changed is None:
-    return ("<p class=muted>The defaults could not be read (configs/default.py is not beside "
-            "the package): the options are not compared with them.</p>")
   return (f"<div><h3>Options that differ from the defaults ({len(changed)})</h3>"
           + table(("option", "this run", "default"),
                   [(name, json.dumps(value), json.dumps(default))
@@ -146,7 +143,7 @@ def eval_section(records: list[dict], uris: dict[str, str], config: dict | None)
     return ("<p>Not measured in this run (--config.eval.every=N measures FID/KID during "
             "training; docs/evaluation.md).</p>")
   best = min(rows, key=lambda r: r["eval/fid"])
-  features = (config or {}).get("eval", {}).get("features")
+  features = config["eval"]["features"] if config is not None else None
   caveat = (" Measured on pixel features (eval.features=pixels): not comparable to published "
             "FIDs." if features == "pixels" else "")
   return (f"<p>Lowest FID {best['eval/fid']:.4f} at step {best['step']}.{caveat}</p>"
@@ -158,10 +155,10 @@ def collapse_section(run: RunFiles, config: dict | None) -> str:
   non_finite = run_files.non_finite_steps(run.records)
   parts = []
   if config is not None:
-    monitor = config.get("monitor", {})
+    monitor = config["monitor"]
     parts.append("<p class=muted>Detectors (monitor.*): D overpowering below "
-                 f"{esc(monitor.get('d_fake_threshold'))} for {esc(monitor.get('patience'))} "
-                 f"logs; mode collapse below {esc(monitor.get('diversity_fraction'))} of real "
+                 f"{esc(monitor['d_fake_threshold'])} for {esc(monitor['patience'])} "
+                 f"logs; mode collapse below {esc(monitor['diversity_fraction'])} of real "
                  "faces' diversity.</p>")
   if not (episodes or non_finite or run.log_warnings):
     return "".join(parts) + "<p>No collapse warning was recorded.</p>"

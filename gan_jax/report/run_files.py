@@ -114,15 +114,17 @@ def non_finite_steps(records: list[dict]) -> list[tuple[int, float]]:
 
 
 def run_config(run: RunFiles) -> dict[str, Any] | None:
-  """The resolved config of the latest start (run.json), else the latest checkpoint's."""
+  """The resolved config of the latest start (run.json), else the latest checkpoint's, with
+  the options added since it was written at their defaults (`defaults.with_defaults`)."""
   for start in reversed(run.starts):
     if isinstance(start.get("config"), dict):
-      return start["config"]
+      return resume.with_defaults(start["config"])
   if not (run.workdir / "checkpoints").is_dir():
     return None
   from gan_jax import checkpoint  # Orbax and JAX: only for runs from before run.json
   try:
-    return json.loads(json.dumps(checkpoint.load_config(run.workdir).to_dict(), default=str))
+    return resume.with_defaults(
+        json.loads(json.dumps(checkpoint.load_config(run.workdir).to_dict(), default=str)))
   except Exception:  # noqa: BLE001 - a damaged checkpoint: the report goes on without it
     return None
 
@@ -133,12 +135,9 @@ def config_file(run: RunFiles) -> str | None:
   return options.config_file_argument(run.starts[-1].get("command", []) if run.starts else [])
 
 
-def changed_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]] | None:
-  """(option, the run's value, the default) for every option that differs from its default;
-  None when the defaults cannot be read (configs/default.py outside a source checkout)."""
+def changed_options(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+  """(option, the run's value, the default) for every option that differs from its default."""
   defaults = resume.with_defaults({})  # the defaults laid over nothing
-  if not defaults:
-    return None
   # Through JSON, as run.json stores the config: tuples read as lists on both sides.
   defaults = flatten_options(json.loads(json.dumps(defaults, default=str)))
   missing = "(not an option today)"

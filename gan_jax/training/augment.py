@@ -14,8 +14,8 @@ Each operation takes the images and its per-image parameters as uniforms in
 [0, 1) of shape (N, k), so it can be tested on chosen values.
 
 Adaptive augmentation (ADA, Karras et al. 2020) applies each group of the
-policy to each image only with a probability p, which `regularizers.ada_update`
-moves during training: `apply(..., p=p)` reads one more uniform per group as
+policy to each image only with a probability p, which the ADA technique
+(techniques/ada.py) moves during training: `apply(..., p=p)` reads one more uniform per group as
 its gate.
 """
 
@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from gan_jax.parallel import BATCH_AXIS
 
 
 def brightness(images: jax.Array, u: jax.Array) -> jax.Array:
@@ -132,3 +134,21 @@ def augment(images: jax.Array, key: jax.Array, policy: str | Sequence[str],
   # One draw for all parameters: each random op is costly to compile on a CPU.
   u = jax.random.uniform(key, (images.shape[0], num_uniforms(policy, gated=p is not None)))
   return apply(images, u, policy, p)
+
+
+# --- augmentations drawn for the global batch (ADA, bCR) ---
+
+def global_uniforms(key: jax.Array, local_batch: int, width: int) -> jax.Array:
+  """This device's rows of (global batch, width) uniforms in [0, 1) drawn from `key`: the
+  same draws on 1 device and on 8, as the latents are."""
+  num_devices, index = lax.axis_size(BATCH_AXIS), lax.axis_index(BATCH_AXIS)
+  u = jax.random.uniform(key, (num_devices * local_batch, width))
+  return lax.dynamic_slice_in_dim(u, index * local_batch, local_batch)
+
+
+def augment_rows(images: jax.Array, key: jax.Array, policy: tuple[str, ...],
+                 p: jax.Array | None = None) -> jax.Array:
+  """`apply` to this device's images with its rows of the global batch's parameters (and
+  gates, with `p`); runs inside the mapped step."""
+  width = num_uniforms(policy, gated=p is not None)
+  return apply(images, global_uniforms(key, images.shape[0], width), policy, p)

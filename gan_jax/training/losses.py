@@ -166,20 +166,6 @@ def get_loss(name: str) -> GANLoss:
   return LOSSES[name]
 
 
-def label_targets(key: jax.Array, batch_size: int, real_label: float = 1.0,
-                  flip_prob: float = 0.0) -> tuple[jax.Array, jax.Array]:
-  """Per-example D targets (real, fake): real_label and 0, each flipped with prob. flip_prob.
-
-  One-sided smoothing (real_label < 1) softens only the real target, so D is
-  not pushed to output 0 on fakes less hard. A flipped real example is labelled
-  fake (0) and a flipped fake one real (real_label): seed 001's "swap labels".
-  """
-  real_flip, fake_flip = jax.random.bernoulli(key, flip_prob, (2, batch_size))
-  real_target = jnp.where(real_flip, 0.0, real_label)
-  fake_target = jnp.where(fake_flip, real_label, 0.0)
-  return real_target, fake_target
-
-
 def _per_example_grad_sq_norm(critic: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
   # Summing the logits gives every example's own input gradient in one backward
   # pass, as long as D treats examples independently (no batch norm).

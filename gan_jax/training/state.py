@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import optax
 
 from gan_jax import streams
-from gan_jax.training import regularizers
 
 PyTree = Any
 
@@ -30,10 +29,10 @@ class GANState:
   d_batch_stats: PyTree
   d_opt_state: optax.OptState
   ema_g_params: PyTree        # exponential moving average of g_params (None: train.ema_decay=0)
-  # The regularisers' state (regularizers.py); None when off, and then absent from checkpoints.
-  ada: PyTree                 # {'p', 'sign_sum'}: ADA's probability (None: augment.ada_target=0)
-  lecam: PyTree               # {'real', 'fake'}: LeCam's averages (None: loss.lecam_weight=0)
   key: jax.Array              # typed PRNG key of the run; each step folds in its index
+  # {technique name: its state} for the techniques that keep one (ADA's p, LeCam's
+  # averages); a checkpoint stores each under its name beside the fields above.
+  techniques: PyTree
 
 
 def create_state(gan, key: jax.Array) -> GANState:
@@ -55,9 +54,9 @@ def create_state(gan, key: jax.Array) -> GANState:
       d_opt_state=gan.d_optimizer.init(d_params),
       # The EMA starts at G's initial weights; copies, so no buffer is donated twice.
       ema_g_params=jax.tree.map(jnp.copy, g_params) if gan.ema_decay else None,
-      ada=regularizers.initial_ada() if gan.ada_target else None,
-      lecam=regularizers.initial_lecam() if gan.lecam_weight else None,
       key=run_key,
+      techniques={technique.name: technique.initial_state() for technique in gan.techniques
+                  if technique.initial_state() is not None},
   )
 
 

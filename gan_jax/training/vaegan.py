@@ -55,10 +55,10 @@ class VAEGAN(GAN):
   feature_block: int = 2    # D's k-th last conv block holds the features compared
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "VAEGAN":
-    gan = GAN.from_config(config)  # checks the config (models.check: the family's refusals)
+  def from_config(cls, config: ml_collections.ConfigDict, networks=vaegan_models) -> "VAEGAN":
+    gan = GAN.from_config(config, networks)
     return cls(**{f.name: getattr(gan, f.name) for f in dataclasses.fields(GAN)},
-               encoder=vaegan_models.build_encoder(config, axis_name=BATCH_AXIS),
+               encoder=networks.build_encoder(config, axis_name=BATCH_AXIS),
                e_optimizer=gan.g_optimizer, e_lr_schedule=gan.g_lr_schedule,
                kl_weight=config.loss.kl_weight, recon_weight=config.loss.recon_weight,
                feature_block=config.model.feature_block)

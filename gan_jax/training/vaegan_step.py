@@ -36,6 +36,9 @@ from gan_jax.training import updates
 from gan_jax.training.updates import NetState, ema_update, guarded_update
 from gan_jax.training.vaegan import VAEGAN, VAEGANState
 
+# The technique hooks this step calls (techniques/base.py): D's view of images and its loss
+# targets. A technique that needs another (a penalty, balancing, a state) is refused.
+TECHNIQUE_HOOKS = frozenset({"view", "targets"})
 
 # --- the VAE's terms ---
 
@@ -108,7 +111,9 @@ class Forward(NamedTuple):
 def d_outputs(vaegan: VAEGAN, d_params, d_batch_stats, real, recon, prior, keys: Keys, step):
   """D on reals, reconstructions, prior samples: (real logits, fake logits, real features,
   reconstruction features, D's statistics after the three forwards)."""
-  view = functools.partial(gan_step.d_view, vaegan, step=step)
+  def view(images, key):  # this step draws no global-batch views and holds no technique state
+    return gan_step.d_view(vaegan, images, gan_step.view_keys(key, None), step, {})
+
   real_logits, real_features, d_stats = discriminate_features(
       vaegan, d_params, d_batch_stats, view(real, keys.pair_view), keys.pair_dropout)
   recon_logits, recon_features, d_stats = discriminate_features(
