@@ -87,7 +87,7 @@ def measure_reconstructions(model: loader.TrainedGAN, heldout: np.ndarray,
           **measure(features, heldout_features)}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--faces", required=True)
   parser.add_argument("--resolution", type=int, default=32)
@@ -102,11 +102,12 @@ def main(argv=None) -> int:
   parser.add_argument("--heldout_reconstructions", action="store_true",
                       help="also measure the reconstructions of the held-out faces (VAE-GAN runs)")
   parser.add_argument("--json", default="")
-  args = parser.parse_args(argv)
+  return parser
 
-  runs = [pathlib.Path(run) for run in args.runs.split(",")]
-  steps = [int(s) for s in args.steps.split(",")]
-  # Every checkpoint asked for must exist before minutes go into the reference features.
+
+def check_checkpoints(parser: argparse.ArgumentParser, runs: list[pathlib.Path],
+                      steps: list[int]) -> None:
+  """Every checkpoint asked for must exist before minutes go into the reference features."""
   for workdir in runs:
     manager = checkpoint.make_manager(workdir, read_only=True)
     for step in steps:
@@ -114,6 +115,39 @@ def main(argv=None) -> int:
         checkpoint.saved_steps(manager, step)
       except checkpoint.CheckpointError as error:
         parser.error(str(error))
+
+
+def measure_checkpoint(args: argparse.Namespace, cache: pathlib.Path, workdir: pathlib.Path,
+                       step: int, heldout: np.ndarray, heldout_features: np.ndarray,
+                       train_features: np.ndarray, tag: str) -> dict:
+  """One checkpoint's row: its samples against both references (and its reconstructions)."""
+  n = args.num_samples
+  model = loader.load(workdir, step, ema_batch_stats=args.ema_batch_stats or None,
+                      encoder=args.heldout_reconstructions)
+  sampler = f" {args.ema_batch_stats}" if args.ema_batch_stats else ""
+  features = cached_features(
+      cache, f"run {workdir.resolve()} {step} {n}{sampler}",
+      lambda: generate_lib.generate(model, seed=0, num=n, batch_size=250)[0])
+  row = {"run": workdir.name, "step": step, "ema_batch_stats": args.ema_batch_stats or "run's",
+         "images_seen": step * model.config.train.batch_size,
+         "train_seconds": seconds_to_step(workdir, step),
+         "heldout": measure(features, heldout_features),
+         "train": measure(features, train_features)}
+  if args.heldout_reconstructions:
+    row["reconstructions"] = measure_reconstructions(
+        model, heldout, heldout_features, cache,
+        f"reconstructions {workdir.resolve()} {step} {tag} {args.holdout}{sampler}")
+    print(f"{row['run']} step {step}: held-out reconstructions "
+          f"{json.dumps(row['reconstructions'])}", flush=True)
+  return row
+
+
+def main(argv=None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  runs = [pathlib.Path(run) for run in args.runs.split(",")]
+  steps = [int(s) for s in args.steps.split(",")]
+  check_checkpoints(parser, runs, steps)
 
   cache = pathlib.Path(args.cache)
   faces = data_loader.load_image_array(args.faces, resolution=args.resolution, crop=args.crop)
@@ -129,23 +163,8 @@ def main(argv=None) -> int:
   rows = []
   for workdir in runs:
     for step in steps:
-      model = loader.load(workdir, step, ema_batch_stats=args.ema_batch_stats or None,
-                          encoder=args.heldout_reconstructions)
-      sampler = f" {args.ema_batch_stats}" if args.ema_batch_stats else ""
-      features = cached_features(
-          cache, f"run {workdir.resolve()} {step} {n}{sampler}",
-          lambda: generate_lib.generate(model, seed=0, num=n, batch_size=250)[0])
-      row = {"run": workdir.name, "step": step, "ema_batch_stats": args.ema_batch_stats or "run's",
-             "images_seen": step * model.config.train.batch_size,
-             "train_seconds": seconds_to_step(workdir, step),
-             "heldout": measure(features, heldout_features),
-             "train": measure(features, train_features)}
-      if args.heldout_reconstructions:
-        row["reconstructions"] = measure_reconstructions(
-            model, heldout, heldout_features, cache,
-            f"reconstructions {workdir.resolve()} {step} {tag} {args.holdout}{sampler}")
-        print(f"{row['run']} step {step}: held-out reconstructions "
-              f"{json.dumps(row['reconstructions'])}", flush=True)
+      row = measure_checkpoint(args, cache, workdir, step, heldout, heldout_features,
+                               train_features, tag)
       rows.append(row)
       print(f"{row['run']} step {step}: FID held-out {row['heldout']['fid']:.2f}, "
             f"training {row['train']['fid']:.2f}", flush=True)

@@ -47,7 +47,7 @@ def load_faces(path: str, device: torch.device) -> torch.Tensor:
   return torch.from_numpy(np.array(faces)).to(device).permute(0, 3, 1, 2).contiguous()
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--data", required=True, help="prepared uint8 (N, H, W, 3) .npy of faces")
   parser.add_argument("--images", type=int, required=True, help="images seen in training")
@@ -58,6 +58,59 @@ def main(argv=None) -> int:
   parser.add_argument("--num_samples", type=int, default=5000, help="images written to samples.npy")
   parser.add_argument("--log_every", type=int, default=500, help="steps between loss readings")
   parser.add_argument("--out", required=True, help="output folder")
+  return parser
+
+
+def train_loop(step: torch_reference.Iteration, faces: torch.Tensor, batch: int, num_steps: int,
+               log_every: int, shuffle: torch.Generator,
+               device: torch.device) -> tuple[list, float]:
+  """Run `num_steps` iterations over the faces, reshuffled every epoch: (losses, wall seconds)."""
+  memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
+  per_epoch = len(faces) // batch  # the last partial batch is dropped, as gan_jax does
+  losses = []
+  start = time.perf_counter()
+  for i in range(num_steps):
+    if i % per_epoch == 0:
+      order = torch.randperm(len(faces), generator=shuffle).to(device)
+    index = order[(i % per_epoch) * batch:(i % per_epoch + 1) * batch]
+    real = faces[index].float().div_(127.5).sub_(1.0)
+    step.real = real.contiguous(memory_format=memory_format)
+    d_loss, g_loss = step()
+    if (i + 1) % log_every == 0 or i + 1 == num_steps:
+      losses.append({"step": i + 1, "d_loss": d_loss.item(), "g_loss": g_loss.item()})
+      elapsed = time.perf_counter() - start
+      print(f"step {i + 1}: d_loss={losses[-1]['d_loss']:.4f} g_loss={losses[-1]['g_loss']:.4f} "
+            f"{(i + 1) * batch / elapsed:.0f} img/s", flush=True)
+  torch_reference.synchronize(device)
+  return losses, time.perf_counter() - start
+
+
+def sample_faces(step: torch_reference.Iteration, num_samples: int, seed: int,
+                 shuffle: torch.Generator, device: torch.device) -> np.ndarray:
+  """uint8 (N, H, W, 3) samples of G in inference mode, from noise seeded with seed + 1."""
+  step.G.eval()  # running batch statistics, as gan_jax's sampling uses
+  z = torch.randn(num_samples, step.latent_dim, generator=shuffle.manual_seed(seed + 1))
+  with torch.no_grad():
+    return np.concatenate([
+        image_lib.to_uint8(step.G(z[s:s + 500].to(device)).float().permute(0, 2, 3, 1).cpu().numpy())
+        for s in range(0, num_samples, 500)])
+
+
+def train_record(args: argparse.Namespace, device: torch.device, num_faces: int, resolution: int,
+                 num_steps: int, wall: float, losses: list) -> dict:
+  """train.json's contents."""
+  return {"system": "pytorch", "torch_version": torch.__version__,
+          "device": torch_reference.device_name(device), "mode": args.mode, "data": args.data,
+          "num_faces": num_faces, "resolution": resolution, "batch": args.batch,
+          "steps": num_steps, "images_seen": num_steps * args.batch, "wall_s": wall,
+          "img_per_s": num_steps * args.batch / wall, "losses": losses,
+          "num_samples": args.num_samples, "seed": args.seed,
+          "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+          "command": " ".join([pathlib.Path(sys.argv[0]).name] + sys.argv[1:])}
+
+
+def main(argv=None) -> int:
+  parser = build_parser()
   args = parser.parse_args(argv)
   device = torch.device(args.device)
   if device.type == "cuda" and not torch.cuda.is_available():
@@ -72,45 +125,16 @@ def main(argv=None) -> int:
   resolution = faces.shape[-1]
   torch_reference.set_mode(args.mode, device)
   step = torch_reference.Iteration(resolution, args.batch, args.mode, device)
-  memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
   shuffle = torch.Generator(device="cpu").manual_seed(args.seed)
   num_steps = args.images // args.batch
-  per_epoch = len(faces) // args.batch  # the last partial batch is dropped, as gan_jax does
-  losses = []
   print(f"PyTorch {torch.__version__} on {torch_reference.device_name(device)}: {num_steps} steps "
         f"of {args.batch} ({args.mode}) on {len(faces)} faces at {resolution} px", flush=True)
-  start = time.perf_counter()
-  for i in range(num_steps):
-    if i % per_epoch == 0:
-      order = torch.randperm(len(faces), generator=shuffle).to(device)
-    index = order[(i % per_epoch) * args.batch:(i % per_epoch + 1) * args.batch]
-    real = faces[index].float().div_(127.5).sub_(1.0)
-    step.real = real.contiguous(memory_format=memory_format)
-    d_loss, g_loss = step()
-    if (i + 1) % args.log_every == 0 or i + 1 == num_steps:
-      losses.append({"step": i + 1, "d_loss": d_loss.item(), "g_loss": g_loss.item()})
-      elapsed = time.perf_counter() - start
-      print(f"step {i + 1}: d_loss={losses[-1]['d_loss']:.4f} g_loss={losses[-1]['g_loss']:.4f} "
-            f"{(i + 1) * args.batch / elapsed:.0f} img/s", flush=True)
-  torch_reference.synchronize(device)
-  wall = time.perf_counter() - start
+  losses, wall = train_loop(step, faces, args.batch, num_steps, args.log_every, shuffle, device)
 
-  step.G.eval()  # running batch statistics, as gan_jax's sampling uses
-  z = torch.randn(args.num_samples, step.latent_dim, generator=shuffle.manual_seed(args.seed + 1))
-  with torch.no_grad():
-    samples = np.concatenate([
-        image_lib.to_uint8(step.G(z[s:s + 500].to(device)).float().permute(0, 2, 3, 1).cpu().numpy())
-        for s in range(0, args.num_samples, 500)])
+  samples = sample_faces(step, args.num_samples, args.seed, shuffle, device)
   np.save(out / "samples.npy", samples)
   image_lib.save_png(out / "grid.png", image_lib.make_grid(samples[:16], columns=8))
-  result = {"system": "pytorch", "torch_version": torch.__version__,
-            "device": torch_reference.device_name(device), "mode": args.mode, "data": args.data,
-            "num_faces": len(faces), "resolution": resolution, "batch": args.batch,
-            "steps": num_steps, "images_seen": num_steps * args.batch, "wall_s": wall,
-            "img_per_s": num_steps * args.batch / wall, "losses": losses,
-            "num_samples": args.num_samples, "seed": args.seed,
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": " ".join([pathlib.Path(sys.argv[0]).name] + sys.argv[1:])}
+  result = train_record(args, device, len(faces), resolution, num_steps, wall, losses)
   (out / "train.json").write_text(json.dumps(result, indent=2) + "\n")
   print(f"{num_steps * args.batch} images in {wall:.1f} s; wrote {out}/samples.npy, grid.png, "
         "train.json")

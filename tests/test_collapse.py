@@ -81,6 +81,34 @@ def test_mode_collapse_arms_once_samples_were_diverse():
   assert detector.update(500, 12.0) is None and not detector.active
 
 
+@pytest.mark.parametrize("resolution", [8, 64])
+def test_identical_real_faces_turn_the_mode_collapse_detector_off(resolution, tmp_path, caplog):
+  """A data set of one face repeated has no diversity to compare the samples with: one warning
+  line at start-up, and sample steps neither divide by zero nor warn of collapse."""
+  from gan_jax.monitor import monitor as monitoring  # pylint: disable=import-outside-toplevel
+  face = np.random.default_rng(0).integers(0, 256, (1, resolution, resolution, 3), np.uint8)
+  real = np.repeat(face, 16, axis=0)
+  config = tiny.get_config()
+  with caplog.at_level("INFO"):
+    monitor = monitoring.Monitor(config, tmp_path, fetch=lambda x: x, real_images=real,
+                                 steps_per_epoch=10)
+    samples = np.random.default_rng(1).uniform(-1, 1, (16, resolution, resolution, 3))
+    monitor.samples(10, jnp.asarray(samples, jnp.float32))
+    monitor.samples(20, jnp.zeros((16, resolution, resolution, 3), jnp.float32))
+  off = [r for r in caplog.records if "mode-collapse detector" in r.getMessage()]
+  assert [(r.levelname, r.getMessage()) for r in off] == [
+      ("WARNING", "the 16 real faces have no diversity (all identical), so the mode-collapse "
+                  "detector is off")]
+  assert "mode collapse:" not in caplog.text and not monitor.mode_collapse.active
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["collapse/mode_collapse"] for r in records] == [0.0, 0.0]
+  assert all("collapse/diversity_ratio" not in r for r in records)
+  assert collapse.real_diversity(real) == 0.0
+  detector = collapse.ModeCollapse(fraction=0.25, data_diversity=0.0)
+  assert not detector.enabled and detector.ratio(5.0) is None
+  assert detector.update(100, 5.0) is None and detector.update(200, 0.0) is None
+
+
 def test_check_finite_names_losses_and_remedies():
   collapse.check_finite(5, {"d_loss": 1.0, "g_loss": 2.0})
   with pytest.raises(collapse.NonFiniteLossError) as error:

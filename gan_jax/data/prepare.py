@@ -159,20 +159,8 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
   npy_path = _temp_path(out_dir, ARRAY_FILE)
   heldout_path = _temp_path(out_dir, HELDOUT_FILE)
   try:
-    count, frame_shape, skipped, small = 0, None, [], []
     # Pixels go to a raw file first: how many images decode is known only at the end.
-    bar = tqdm(results, total=total, desc="prepare", unit="img",
-               disable=None if progress is None else not progress)  # None: only on a terminal
-    with open(raw_path, "wb") as raw:
-      for name, pixels, reason, cropped_size in bar:
-        if pixels is None:
-          skipped.append({"file": name, "reason": reason})
-          continue
-        frame_shape = frame_shape or pixels.shape
-        raw.write(np.ascontiguousarray(pixels).tobytes())
-        count += 1
-        if min(cropped_size) < resolution:
-          small.append((name, cropped_size))
+    count, frame_shape, skipped, small = _write_raw(raw_path, results, total, resolution, progress)
     if count == 0:
       first = f" (e.g. {skipped[0]['file']}: {skipped[0]['reason']})" if skipped else ""
       raise DataError(nothing_left + first)
@@ -184,37 +172,74 @@ def _write_prepared(out_dir: pathlib.Path, results: Iterable[tuple], total: int 
         metadata = dict(metadata, heldout={"file": HELDOUT_FILE, "count": holdout,
                                            "shape": list(heldout_shape),
                                            "sha256": _copy_to_npy(raw, heldout_path, heldout_shape)})
-    metadata = dict(metadata, count=count - holdout, shape=list(shape), dtype="uint8",
-                    resolution=resolution, resize_filter=decode.RESIZE_FILTER, sha256=digest,
-                    num_skipped=len(skipped), skipped=skipped, num_upscaled=len(small),
-                    prepare_version=PREPARE_VERSION,
-                    created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    # Old metadata goes first, so a crash between the renames leaves no
-    # metadata.json next to an array it does not describe.
-    (out_dir / METADATA_FILE).unlink(missing_ok=True)
-    _publish(npy_path, out_dir / ARRAY_FILE)
-    if holdout:
-      _publish(heldout_path, out_dir / HELDOUT_FILE)
-    else:  # an earlier --holdout's faces would otherwise stay beside an array that has them
-      (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
-    _write_json(out_dir / METADATA_FILE, metadata)
+    metadata = _described(metadata, shape, digest, resolution, skipped, small)
+    _publish_prepared(out_dir, npy_path, heldout_path if holdout else None, metadata)
   finally:
     raw_path.unlink(missing_ok=True)
     npy_path.unlink(missing_ok=True)
     heldout_path.unlink(missing_ok=True)
+  _warn_skipped_and_small(skipped, small, count, resolution, out_dir / METADATA_FILE)
+  return prepared_files.open_prepared(out_dir)
 
+
+def _write_raw(raw_path: pathlib.Path, results: Iterable[tuple], total: int | None,
+               resolution: int, progress: bool | None) -> tuple[int, tuple | None, list, list]:
+  """Append the decoded pixels to raw_path: (count, frame shape, skipped, upscaled)."""
+  count, frame_shape, skipped, small = 0, None, [], []
+  bar = tqdm(results, total=total, desc="prepare", unit="img",
+             disable=None if progress is None else not progress)  # None: only on a terminal
+  with open(raw_path, "wb") as raw:
+    for name, pixels, reason, cropped_size in bar:
+      if pixels is None:
+        skipped.append({"file": name, "reason": reason})
+        continue
+      frame_shape = frame_shape or pixels.shape
+      raw.write(np.ascontiguousarray(pixels).tobytes())
+      count += 1
+      if min(cropped_size) < resolution:
+        small.append((name, cropped_size))
+  return count, frame_shape, skipped, small
+
+
+def _described(metadata: dict, shape: tuple, digest: str, resolution: int, skipped: list,
+               small: list) -> dict:
+  """metadata.json's contents: `metadata` and the training array's description."""
+  return dict(metadata, count=shape[0], shape=list(shape), dtype="uint8",
+              resolution=resolution, resize_filter=decode.RESIZE_FILTER, sha256=digest,
+              num_skipped=len(skipped), skipped=skipped, num_upscaled=len(small),
+              prepare_version=PREPARE_VERSION,
+              created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+
+def _publish_prepared(out_dir: pathlib.Path, npy_path: pathlib.Path,
+                      heldout_path: pathlib.Path | None, metadata: dict) -> None:
+  """Rename the arrays into place and write metadata.json last."""
+  # Old metadata goes first, so a crash between the renames leaves no
+  # metadata.json next to an array it does not describe.
+  (out_dir / METADATA_FILE).unlink(missing_ok=True)
+  _publish(npy_path, out_dir / ARRAY_FILE)
+  if heldout_path is not None:
+    _publish(heldout_path, out_dir / HELDOUT_FILE)
+  else:  # an earlier --holdout's faces would otherwise stay beside an array that has them
+    (out_dir / HELDOUT_FILE).unlink(missing_ok=True)
+  _write_json(out_dir / METADATA_FILE, metadata)
+
+
+def _warn_skipped_and_small(skipped: list, small: list, count: int, resolution: int,
+                            metadata_path: pathlib.Path) -> None:
+  """Warn, as the caller of `prepare`, of the files that could not be decoded and the upscaled."""
+  stacklevel = 4  # past this function, _write_prepared and prepare
   if skipped:
     named = "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:decode.NAMED_IN_WARNINGS])
     more = f"; and {len(skipped) - decode.NAMED_IN_WARNINGS} more" if len(skipped) > decode.NAMED_IN_WARNINGS else ""
     warnings.warn(f"skipped {len(skipped)} of {count + len(skipped)} images that could not be "
-                  f"decoded: {named}{more} (all are listed in {out_dir / METADATA_FILE})",
-                  stacklevel=3)
+                  f"decoded: {named}{more} (all are listed in {metadata_path})",
+                  stacklevel=stacklevel)
   if small:
     name, (width, height) = min(small, key=lambda s: min(s[1]))
     warnings.warn(f"{len(small)} of {count} images are smaller than {resolution}x{resolution} "
                   f"after cropping (smallest: {name}, {width}x{height}); they were upscaled and "
-                  "will look blurry", stacklevel=3)
-  return prepared_files.open_prepared(out_dir)
+                  "will look blurry", stacklevel=stacklevel)
 
 
 def prepare(source: str, resolution: int, crop: str = "center", out_dir: os.PathLike | str = ".",

@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from gan_jax import images as image_lib
 from gan_jax.errors import ConfigError, NonFiniteLossError
@@ -52,6 +53,15 @@ def mean_pairwise_distance(images: jax.Array) -> jax.Array:
   distances = jnp.sqrt(jnp.maximum(squared[:, None] + squared[None, :] - 2.0 * dots, 0.0))
   n = x.shape[0]
   return jnp.sum(distances * (1.0 - jnp.eye(n))) / (n * (n - 1))
+
+
+def real_diversity(real_images) -> float:
+  """`mean_pairwise_distance` of the real faces; exactly 0 when they are all identical (the
+  float32 |a|^2 + |b|^2 - 2ab can leave rounding noise there, e.g. 0.03 at 64 px)."""
+  images = np.asarray(real_images)
+  if (images == images[:1]).all():
+    return 0.0
+  return float(mean_pairwise_distance(jnp.asarray(images)))
 
 
 class OverpoweringSignal(NamedTuple):
@@ -149,12 +159,25 @@ class ModeCollapse:
   def __init__(self, fraction: float, data_diversity: float):
     self.fraction, self.data_diversity = fraction, data_diversity
     self.armed = self.active = False
+    # Identical real faces leave nothing to compare the samples with: the detector is off.
+    self.enabled = data_diversity > 0
 
-  def ratio(self, sample_diversity: float) -> float:
-    return sample_diversity / self.data_diversity
+  def describe(self, num_real: int) -> str:
+    """One start-up line: the real faces' diversity and the warning threshold, or why it is off."""
+    if not self.enabled:
+      return (f"the {num_real} real faces have no diversity (all identical), so the "
+              "mode-collapse detector is off")
+    return (f"diversity of {num_real} real faces: {self.data_diversity:.3f} (mode-collapse "
+            f"warning below {self.fraction * self.data_diversity:.3f})")
+
+  def ratio(self, sample_diversity: float) -> float | None:
+    """The samples' diversity over the real faces' (None when the real faces have none)."""
+    return sample_diversity / self.data_diversity if self.enabled else None
 
   def update(self, step: int, sample_diversity: float) -> str | None:
     """Feed one sample batch's diversity; returns a warning when collapse starts."""
+    if not self.enabled:
+      return None
     ratio = self.ratio(sample_diversity)
     self.armed = self.armed or ratio >= self.fraction
     was_active = self.active

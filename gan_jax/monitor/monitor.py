@@ -113,12 +113,12 @@ class Monitor:
     monitor = config.monitor
     self.d_overpowering = collapse.DOverpowering(monitor.d_fake_threshold, monitor.patience,
                                                  config.loss.name)
-    data_diversity = float(collapse.mean_pairwise_distance(jnp.asarray(real_images)))
-    self.mode_collapse = collapse.ModeCollapse(monitor.diversity_fraction, data_diversity)
+    self.mode_collapse = collapse.ModeCollapse(monitor.diversity_fraction,
+                                               collapse.real_diversity(real_images))
     if self.is_writer:
       logging.info("%s", self.d_overpowering.describe())
-      logging.info("diversity of %d real faces: %.3f (mode-collapse warning below %.3f)",
-                   len(real_images), data_diversity, monitor.diversity_fraction * data_diversity)
+      say = logging.info if self.mode_collapse.enabled else logging.warning
+      say("%s", self.mode_collapse.describe(len(real_images)))
 
   def is_log_step(self, step: int) -> bool:
     # The first step is logged too: early feedback, and the timer then starts after compilation.
@@ -196,16 +196,19 @@ class Monitor:
     images, diversity = jax.device_get((images, diversity))
     diversity = float(diversity)
     warning = self.mode_collapse.update(step, diversity)
+    ratio = self.mode_collapse.ratio(diversity)  # None: the real faces have no diversity
     if self.is_writer:
       grid = image_lib.make_grid(images)
       path = image_lib.save_png(self.workdir / SAMPLES_DIR / f"step_{step:07d}.png", grid)
-      logging.info("wrote %s (diversity %.3f of real)", path, self.mode_collapse.ratio(diversity))
+      if ratio is None:
+        logging.info("wrote %s (diversity %.3f)", path, diversity)
+      else:
+        logging.info("wrote %s (diversity %.3f of real)", path, ratio)
       self.writer.write_images(step, {"samples": grid})
-    self.writer.write_scalars(step, {
-        "sample_diversity": diversity,
-        "collapse/diversity_ratio": self.mode_collapse.ratio(diversity),
-        "collapse/mode_collapse": float(self.mode_collapse.active),
-    })
+    scalars = {"sample_diversity": diversity, "collapse/diversity_ratio": ratio,
+               "collapse/mode_collapse": float(self.mode_collapse.active)}
+    self.writer.write_scalars(step, {name: value for name, value in scalars.items()
+                                     if value is not None})
     self._warn(warning)
 
   def reconstructions(self, step: int, real: np.ndarray, reconstructed: jax.Array) -> None:
