@@ -72,6 +72,11 @@ def _model() -> ml_collections.ConfigDict:
   options.d_spectral_norm = False  # spectral norm on every D layer (SNGAN)
   options.e_width = 0           # vaegan: the encoder's first conv channels (0 = width)
   options.feature_block = 2     # vaegan: reconstructions compared in D's k-th last conv block
+  options.w_dim = 512           # stylegan2 (models/stylegan2.py, not yet trainable): size of w
+  options.mapping_layers = 8    # stylegan2: dense layers of the mapping network, z -> w
+  options.mapping_lr_multiplier = 0.01  # stylegan2: the mapping network's learning-rate multiplier
+  options.style_architecture = "skip"  # stylegan2: G's outputs, skip | resnet
+  options.channel_max = 512     # stylegan2: cap on the channels of any layer of G and D
   options.d_minibatch_std = False  # D sees the std over groups of images (ProGAN/StyleGAN)
   options.d_minibatch_std_group = 4  # images per minibatch-std group
   options.conv_impl = "auto"    # auto: stride-2 convs as matrix products on CPU, cuDNN on
