@@ -2,6 +2,11 @@
 
 Every test process sees 8 fake CPU devices, so the multi-device code paths
 (shard_map, pmap, synchronised batch norm) run in every test session.
+
+The tests sit in folders named as gan_jax's (tests/training/ for gan_jax/training/, ...),
+with no __init__.py: test module names are unique across them, and test modules import
+the helpers below with `from conftest import ...` (pytest imports this file as the
+module `conftest`, with tests/ on sys.path).
 """
 
 import os
@@ -123,30 +128,51 @@ def tiny_workdir(faces16, tmp_path_factory) -> pathlib.Path:
   For the exploration tools (generate, interpolate, project, nearest). The
   faces go to a temporary .npy, which is also the run's data.path.
   """
-  from configs import tiny
   from gan_jax import start
   data = tmp_path_factory.mktemp("tiny_data") / "faces16.npy"
   np.save(data, np.asarray(faces16[:512]))
-  config = tiny.get_config()
-  config.data.path = str(data)
-  config.train.num_steps, config.checkpoint_every = 20, 10
-  config.log_every, config.sample_every = 10, 20
+  config = tiny_config(data__path=str(data), train__num_steps=20, checkpoint_every=10,
+                       log_every=10, sample_every=20)
   workdir = tmp_path_factory.mktemp("tiny_run")
   start.run(config, str(workdir))  # as gan_jax.main trains: run.json has its start
   return workdir
 
 
-# Checkpoints without training, for tests of the checkpoint code and of the tools that
-# read workdirs (tests/test_checkpoint.py, tests/test_results_tools.py).
+# The one builder of the tests' small configs, and the pixel-space "did it learn" measure.
 
-def tiny_config(**train):
-  """configs/tiny.py with a placeholder data path and `train` overrides."""
-  from configs import tiny
-  config = tiny.get_config()
+def tiny_config(overrides=(), /, *, base: str = "tiny", **options):
+  """configs/tiny.py (16 px, 8 channels, latent 16, batch 32) with its options changed.
+
+  `overrides` maps "section.option" (or a top-level "option") to a value; keyword arguments
+  are the same as section__option=value and are applied after them. data.path is the
+  placeholder "unused" (a start stops at the data) unless an override sets it. `base` names
+  another module of configs/ to start from (the residual tests' "resnet32").
+  """
+  import importlib  # pylint: disable=import-outside-toplevel
+  config = importlib.import_module(f"configs.{base}").get_config()
   config.data.path = "unused"
-  config.train.update(train)
+  named = {name.replace("__", "."): value for name, value in options.items()}
+  for name, value in {**dict(overrides), **named}.items():
+    *sections, option = name.split(".")
+    owner = config
+    for section in sections:
+      owner = owner[section]
+    owner[option] = value
   return config
 
+
+def pixel_frechet(gan, state, real, num=512, seed=123):
+  """Fréchet distance between `num` samples of `gan` at `state` (latents from key `seed`) and
+  real[:num], both as metrics/frechet.py's random pixel projections: it falls as the samples
+  approach the faces (the learning tests' measure; Inception would be slow on a CPU)."""
+  from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
+  z = jax.random.normal(jax.random.key(seed), (num, gan.latent_dim))
+  fake = np.asarray(jax.jit(gan.sample)(state, z))
+  return frechet_distance_of(pixel_projection_features(fake), pixel_projection_features(real[:num]))
+
+
+# Checkpoints without training, for tests of the checkpoint code and of the tools that
+# read workdirs (tests/checkpoint/test_checkpoint.py, tests/benchmarks/test_results_tools.py).
 
 def random_state(config, seed=0, step=0, sharding=None):
   """A GANState of the model's shapes filled with seeded random numbers."""

@@ -12,19 +12,18 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
+from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, subprocess_env
 import gan_jax
 from gan_jax import cli, errors
 from gan_jax.metrics import weights
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 # The commands that parse flags with absl (each defines --config, so one process each).
 ABSL_COMMANDS = ("gan_jax.main", "gan_jax.bench", "gan_jax.models")
 
 
 def documented_commands() -> list[str]:
   """Every `python -m gan_jax.<command>` that README.md and docs/ name."""
-  texts = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+  texts = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
   found = set()
   for path in texts:
     found.update(re.findall(r"python -m (gan_jax(?:\.[a-z_]+)+)", path.read_text()))
@@ -33,7 +32,7 @@ def documented_commands() -> list[str]:
 
 def run_module(name: str, *args: str) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, "-m", name, *args], capture_output=True, text=True,
-                        cwd=REPO, timeout=300)
+                        cwd=REPO_ROOT, timeout=300)
 
 
 def test_the_docs_name_the_commands():
@@ -58,7 +57,7 @@ def test_commands_in_subpackages_run_by_their_short_names(tmp_path):
   """`python -m gan_jax.plots` runs gan_jax/monitor/plots.py (gan_jax.COMMANDS), from any
   folder, with no module of that name at the top of the package."""
   for name, module in gan_jax.COMMANDS.items():
-    assert not (REPO / "gan_jax" / f"{name}.py").exists(), name
+    assert not (REPO_ROOT / "gan_jax" / f"{name}.py").exists(), name
     assert importlib.util.find_spec(module).origin.endswith(module.replace(".", "/") + ".py")
   result = subprocess.run([sys.executable, "-m", "gan_jax.plots", "--help"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=300)
@@ -172,8 +171,8 @@ def test_configs_run_from_another_folder(tmp_path):
   assert (tmp_path / "run" / "checkpoints" / "2").is_dir()
   # A copy of a project config that builds on another one (faces32_best on faces32_diffaug),
   # and a project config by its absolute path: both load from here.
-  shutil.copy(REPO / "configs" / "faces32_best.py", tmp_path / "my_best.py")
-  for path in (tmp_path / "my_best.py", REPO / "configs" / "faces32_best.py"):
+  shutil.copy(REPO_ROOT / "configs" / "faces32_best.py", tmp_path / "my_best.py")
+  for path in (tmp_path / "my_best.py", REPO_ROOT / "configs" / "faces32_best.py"):
     result = subprocess.run([sys.executable, "-m", "gan_jax.models", "--config", str(path)],
                             cwd=tmp_path, env=subprocess_env(1), capture_output=True, text=True,
                             timeout=300)
@@ -185,5 +184,5 @@ def test_a_mistyped_config_path_is_one_line(tmp_path):
   assert result.returncode == 1
   assert result.stderr.splitlines() == [
       f"error: --config configs/tny.py: no such file in the current folder {tmp_path}; give the "
-      f"path of a config file, e.g. {REPO / 'configs' / 'tiny.py'}"]
+      f"path of a config file, e.g. {REPO_ROOT / 'configs' / 'tiny.py'}"]
   assert not (tmp_path / "run").exists()

@@ -13,7 +13,6 @@ The rest is in-process.
 import io
 import logging
 import os
-import pathlib
 import pty
 import re
 import select
@@ -24,12 +23,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import subprocess_env
+from conftest import REPO_ROOT, subprocess_env
 from gan_jax import console
 from gan_jax.monitor import progress
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-PROJECT_FILES = {path.name for path in (REPO / "gan_jax").rglob("*.py")}
+PROJECT_FILES = {path.name for path in (REPO_ROOT / "gan_jax").rglob("*.py")}
 STEPS, CHECKPOINT_EVERY = 60, 10
 PIPE_STEPS = 20  # the --verbose run on a pipe: checkpoints at 10 and 20
 TIMEOUT_S = 900  # the 2-core machine shared with other jobs took 10 min to start one run
@@ -77,7 +75,7 @@ def run_on_terminal(command, env) -> tuple[int, str]:
   """Run with stdout and stderr on a pseudo-terminal; (exit code, everything it wrote)."""
   controller, terminal = pty.openpty()
   process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
-                             cwd=REPO, env=env)
+                             cwd=REPO_ROOT, env=env)
   os.close(terminal)
   chunks, deadline = [], time.monotonic() + TIMEOUT_S
   try:
@@ -117,7 +115,7 @@ def verbose_pipe_run(main_command, tmp_path_factory, terminal_run):
   command, env = main_command
   workdir = tmp_path_factory.mktemp("pipe_run")
   result = subprocess.run(command(workdir, "--verbose", steps=PIPE_STEPS), capture_output=True,
-                          text=True, cwd=REPO, env=env, timeout=TIMEOUT_S)
+                          text=True, cwd=REPO_ROOT, env=env, timeout=TIMEOUT_S)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stderr, workdir
 

@@ -17,13 +17,12 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import subprocess_env
+from conftest import REPO_ROOT, subprocess_env
 from configs import tiny
 from gan_jax import checkpoint, distributed, start
 from gan_jax.config.checks import ConfigError
 from gan_jax.data import loader as data_loader
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 3
 TIMEOUT_S = 600
 
@@ -103,7 +102,7 @@ def free_port() -> int:
 def cpu_env(num_devices: int, hide_tf: pathlib.Path, **extra) -> dict:
   """A CPU-only environment with `num_devices` devices and no TensorFlow (as on a GPU box)."""
   env = subprocess_env(num_devices, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-                       PYTHONPATH=os.pathsep.join([str(hide_tf), str(REPO)]),
+                       PYTHONPATH=os.pathsep.join([str(hide_tf), str(REPO_ROOT)]),
                        PYTHON=sys.executable, **extra)
   for name in ("GAN_JAX_COORDINATOR", "GAN_JAX_NUM_PROCESSES", "GAN_JAX_PROCESS_ID"):
     env.pop(name, None)
@@ -133,7 +132,7 @@ def runs(faces_dir, tmp_path_factory):
            "--config.train.conv_dtype="]
   port = free_port()
   commands = {
-      "one": (["bash", str(REPO / "launch" / "local.sh"), "configs/tiny.py", str(root / "one"),
+      "one": (["bash", str(REPO_ROOT / "launch" / "local.sh"), "configs/tiny.py", str(root / "one"),
                *flags], cpu_env(1, hide_tf, GAN_JAX_CPU_DEVICES="4", XLA_FLAGS="")),
   }
   for i in range(2):
@@ -145,7 +144,7 @@ def runs(faces_dir, tmp_path_factory):
   for name, (command, env) in commands.items():
     logs[name] = root / f"{name}.log"
     with open(logs[name], "w") as log:
-      processes[name] = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
+      processes[name] = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
                                          stderr=subprocess.STDOUT)
   deadline = time.monotonic() + TIMEOUT_S
   try:

@@ -20,10 +20,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
+from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, subprocess_env
 from gan_jax import checkpoint
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 60
 SAVE_EVERY = 5
 

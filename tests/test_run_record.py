@@ -22,21 +22,13 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import subprocess_env
-from configs import tiny
+from conftest import REPO_ROOT, subprocess_env, tiny_config
 from gan_jax.training import family
 from gan_jax import checkpoint, run_record
 from gan_jax.checkpoint import __main__ as command
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONSTRAINTS = REPO_ROOT / "constraints" / "cpu-py311.txt"
 CLEAN = {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": False, "changes": None}
-
-
-def tiny_config():
-  config = tiny.get_config()
-  config.data.path = "unused"
-  return config
 
 
 def save_random_checkpoint(workdir: pathlib.Path, config, step: int) -> str:

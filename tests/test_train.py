@@ -1,7 +1,6 @@
 """End-to-end training on real faces, and the command line."""
 
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -9,20 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import MAIN_WITHOUT_TENSORFLOW, subprocess_env
+from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, pixel_frechet, subprocess_env
 from configs import tiny
 from gan_jax.training import family
 from gan_jax import cadence, train
-from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.training.state import create_state
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def pixel_frechet(gan, state, real, num=512, seed=123):
-  z = jax.random.normal(jax.random.key(seed), (num, gan.latent_dim))
-  fake = np.asarray(jax.jit(gan.sample)(state, z))
-  return frechet_distance_of(pixel_projection_features(fake), pixel_projection_features(real[:num]))
 
 
 def test_periodic_actions_are_due_every_n_steps_and_at_the_last():
@@ -50,7 +40,7 @@ def run_main(*args, devices=None):
   # Without `devices`, conftest's 8 fake devices, as in this process.
   env = subprocess_env(devices) if devices else dict(os.environ, JAX_PLATFORMS="cpu")
   return subprocess.run([sys.executable, *MAIN_WITHOUT_TENSORFLOW, *args], capture_output=True,
-                        text=True, cwd=REPO, env=env, timeout=600)
+                        text=True, cwd=REPO_ROOT, env=env, timeout=600)
 
 
 def test_main_trains_celeba64_and_writes_samples(faces_dir, tmp_path):

@@ -25,11 +25,10 @@ import numpy as np
 import pytest
 from filelock._native import _unix as filelock_unix
 
-from conftest import subprocess_env
+from conftest import REPO_ROOT, subprocess_env
 from gan_jax import checkpoint, distributed, run_record, workdir_lock
 from gan_jax.errors import WorkdirBusyError
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
 STEPS, PAUSE_AT = 20, 10
 # Blocks TensorFlow (as on the GPU machines); with PAUSE_AT set, the run waits after that

@@ -46,8 +46,14 @@ def unknown_option_message(config: ml_collections.ConfigDict, args: list[str]) -
     path = arg[len("--config."):].split("=", 1)[0]
     if path in options or path in sections:
       continue
-    leaf = path.rsplit(".", 1)[-1]
-    near = difflib.get_close_matches(path, options, n=3, cutoff=0.7)  # most alike first
+    section, _, leaf = path.rpartition(".")
+    # Most alike first: by the option's own name among its section's (a shared "model."
+    # would make any two model options look alike), else by the whole dotted name.
+    in_section = {option.rpartition(".")[2]: option for option in options
+                  if option.rpartition(".")[0] == section}
+    near = [in_section[name] for name in
+            difflib.get_close_matches(leaf, list(in_section), n=3, cutoff=0.7)]
+    near = near or difflib.get_close_matches(path, options, n=3, cutoff=0.7)
     near += [option for option in options
              if option.rsplit(".", 1)[-1] == leaf and option not in near]  # in another section
     hint = (f" Did you mean {' or '.join('--config.' + option for option in near[:3])}?"

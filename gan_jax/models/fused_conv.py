@@ -20,7 +20,7 @@ backward pass written for XLA:CPU:
   pixel instead of 36.
 
 Summing taps before the product rounds differently from the plain form, so the
-values agree to float32 rounding, not bit for bit (tests/test_fused_conv.py); seeded
+values agree to float32 rounding, not bit for bit (tests/models/test_fused_conv.py); seeded
 runs still reproduce exactly on one machine. `impl` (config `model.conv_impl`):
 `auto` takes the two folded forms on a CPU and XLA's own convolutions for the rest
 and elsewhere (GPUs run them natively), `lax` XLA's convolutions everywhere (the

@@ -5,7 +5,7 @@ style and script only, so a browser fetches nothing even if a reference slipped
 in. Its small script marks the <html> element once the page has loaded:
 data-images (pictures on the page), data-images-loaded (those decoded),
 data-requests (any resource the page asked for other than data: URIs) and
-data-blocked (anything the policy refused); tests/test_report.py reads them
+data-blocked (anything the policy refused); tests/report/test_report.py reads them
 back from a headless Chromium.
 """
 

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import tiny
+from conftest import tiny_config
 from gan_jax import checkpoint, parallel
 from gan_jax.config import checks, resume
 from gan_jax.errors import ConfigError
@@ -34,13 +34,9 @@ REGULARISED = {"augment.policy": "color,translation,cutout", "augment.ada_target
 
 
 def make_config(overrides=()):
-  config = tiny.get_config()
-  config.train.batch_size = 8
-  config.optim.g_lr = config.optim.d_lr = 2e-3
-  for name, value in dict(overrides).items():
-    section, option = name.split(".")
-    config[section][option] = value
-  return config
+  """configs/tiny.py at batch 8 with learning rates 2e-3, then `overrides`."""
+  return tiny_config({"train.batch_size": 8, "optim.g_lr": 2e-3, "optim.d_lr": 2e-3,
+                      **dict(overrides)})
 
 
 def random_faces(n=8, seed=0):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from configs import tiny
+from conftest import tiny_config
 from gan_jax import parallel
 from gan_jax.parallel import BATCH_AXIS
 from gan_jax.training import augment, family, losses, optim, step, updates
@@ -24,13 +24,8 @@ from gan_jax.training.techniques import labels
 
 
 def tiny_gan(**overrides):
-  """configs/tiny.py at 8 px with `overrides` (section__option=value)."""
-  config = tiny.get_config()
-  config.data.resolution = 8
-  for name, value in overrides.items():
-    section, option = name.split("__")
-    config[section][option] = value
-  return family.bundle(config)
+  """configs/tiny.py at 8 px with `overrides` (section__option=value), bundled."""
+  return family.bundle(tiny_config(data__resolution=8, **overrides))
 
 
 def mapped(fn, devices=1, out_specs=P()):

@@ -4,19 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tiny
+from conftest import tiny_config
 from gan_jax.training import family
 from gan_jax import parallel
 from gan_jax.training.state import create_state
 from gan_jax.training.step import make_train_step
-
-
-def tiny_gan(**overrides):
-  config = tiny.get_config()
-  for name, value in overrides.items():
-    section, key = name.split("__")
-    config[section][key] = value
-  return config, family.bundle(config)
 
 
 def fake_faces(n, resolution=16, seed=0):
@@ -38,7 +30,7 @@ def leaves(state):
 
 @pytest.fixture(scope="module")
 def single_device_runner():
-  _, gan = tiny_gan()
+  gan = family.bundle(tiny_config())
   runner = parallel.DataParallel(make_train_step(gan), "shard_map",
                                  parallel.make_mesh(jax.devices()[:1]))
   return gan, runner
@@ -70,7 +62,7 @@ def test_different_key_gives_different_fake_batch(single_device_runner):
 
 
 def test_step_makes_no_host_transfer():
-  _, gan = tiny_gan()
+  gan = family.bundle(tiny_config())
   runner = parallel.DataParallel(make_train_step(gan), "shard_map")  # all 8 devices
   state = runner.put_state(init_state(gan))
   batch = runner.put_batch(fake_faces(32))
@@ -85,7 +77,7 @@ def test_step_makes_no_host_transfer():
 def test_shard_map_and_pmap_match_one_device():
   """8 devices with synchronised batch norm == 1 device on the same global batch."""
   assert jax.device_count() == 8
-  _, gan = tiny_gan()
+  gan = family.bundle(tiny_config())
   step_fn = make_train_step(gan)
   runners = {
       "one": parallel.DataParallel(step_fn, "shard_map", parallel.make_mesh(jax.devices()[:1])),

@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import pixel_frechet, tiny_config
 from configs import resnet32, resnet64
 from gan_jax.training import family
 from gan_jax import checkpoint, parallel, train
 from gan_jax.errors import ConfigError
-from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.models import resnet
 from gan_jax.training.state import create_state
 from gan_jax.training.step import make_train_step
@@ -27,15 +27,9 @@ LEARN_STEPS = 200
 
 def tiny_resnet_config(**overrides):
   """configs/resnet32.py at 16 px, 8 channels, latent 16, batch 16; `section__option=value`."""
-  config = resnet32.get_config()
-  config.data.resolution, config.data.crop = 16, "center"
-  config.model.width, config.model.latent_dim = 8, 16
-  config.train.batch_size = 16
-  config.num_sample_images = 16
-  for name, value in overrides.items():
-    section, option = name.split("__")
-    config[section][option] = value
-  return config
+  return tiny_config({"data.resolution": 16, "data.crop": "center", "model.width": 8,
+                      "model.latent_dim": 16, "train.batch_size": 16, "num_sample_images": 16},
+                     base="resnet32", **overrides)
 
 
 def networks(resolution, width=8, dtype="float32", conv_dtype=""):
@@ -196,12 +190,6 @@ def test_eight_devices_match_one_device():
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
   for name, value in eight_metrics.items():
     assert abs(value - one_metrics[name]) < 1e-5, name
-
-
-def pixel_frechet(gan, state, real, num=512, seed=123):
-  z = jax.random.normal(jax.random.key(seed), (num, gan.latent_dim))
-  fake = np.asarray(jax.jit(gan.sample)(state, z))
-  return frechet_distance_of(pixel_projection_features(fake), pixel_projection_features(real[:num]))
 
 
 def learning_config(faces_dir):

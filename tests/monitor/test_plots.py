@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO_ROOT
 from gan_jax import images as image_lib
 from gan_jax.monitor import plots
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def fake_run(workdir: pathlib.Path, grid_steps=(10, 20, 30)) -> None:
@@ -60,7 +59,7 @@ def test_write_plots_draws_curves_and_one_gif_frame_per_grid(tmp_path):
 def test_cli_writes_plots(tmp_path):
   fake_run(tmp_path)
   result = subprocess.run([sys.executable, "-m", "gan_jax.plots", str(tmp_path)],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
   assert result.returncode == 0, result.stderr
   assert result.stdout.split() == [str(tmp_path / "plots" / name)
                                    for name in ("losses.png", "d_scores.png", "progress.gif")]

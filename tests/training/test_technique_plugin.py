@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
+from conftest import tiny_config
 from gan_jax import checkpoint, parallel
 from gan_jax.config import checks, no_effect
 from gan_jax.errors import ConfigError
@@ -58,13 +58,9 @@ def fixture_registered():
 
 
 def make_config(weight=0.5, **overrides):
-  config = tiny.get_config()
-  config.data.resolution, config.train.batch_size = 8, 8
-  config.loss.real_logit_penalty = weight  # the technique's own option, beside the defaults
-  for name, value in overrides.items():
-    section, option = name.split("__")
-    config[section][option] = value
-  return config
+  """configs/tiny.py at 8 px, batch 8, with the technique's own option (beside the defaults)."""
+  return tiny_config(data__resolution=8, train__batch_size=8, loss__real_logit_penalty=weight,
+                     **overrides)
 
 
 def test_the_step_adds_the_penalty_and_moves_its_state(registered, tmp_path):

@@ -1,7 +1,6 @@
 """The numpy, tf.data and device-resident paths read the same seeded batches."""
 
 import itertools
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -13,13 +12,12 @@ import numpy as np
 import pytest
 from jax import lax
 
-from conftest import subprocess_env
+from conftest import REPO_ROOT, subprocess_env
 from gan_jax import parallel
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.data import prepare
 from gan_jax.parallel import BATCH_AXIS
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SEED, BATCH, STEPS = 3, 16, 14   # 100 images: 6 steps per epoch, so 14 steps cross two epochs
 
 

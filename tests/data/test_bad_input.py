@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 import conftest
-from configs import tiny
 from gan_jax import start
 from gan_jax.config import checks
 from gan_jax.data import pipeline as input_pipeline
@@ -19,7 +18,7 @@ from gan_jax.data import prepare
 from gan_jax.data import loader as data_loader
 from gan_jax.errors import ConfigError
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = conftest.REPO_ROOT
 
 
 def save_jpg(path: pathlib.Path, size=(20, 24), color=(120, 60, 30)) -> pathlib.Path:
@@ -198,28 +197,23 @@ def test_not_a_npy_file(tmp_path):
     data_loader.training_images(tmp_path / "faces.zip", 8)
 
 
-def tiny_config(npy_path, batch_size):
-  config = tiny.get_config()
-  config.data.path = str(npy_path)
-  config.data.resolution = 8
-  config.train.batch_size = batch_size
-  config.train.num_steps = 1
-  return config
-
-
 def test_batch_not_divisible_by_the_devices(tmp_path):
   np.save(tmp_path / "faces.npy", np.zeros((40, 8, 8, 3), np.uint8))
+  config = conftest.tiny_config(data__path=str(tmp_path / "faces.npy"), data__resolution=8,
+                                train__batch_size=12, train__num_steps=1)
   with pytest.raises(ValueError, match=r"train.batch_size=12 is not divisible by the 8 devices; "
                      r"use a multiple of 8 \(e.g. --config.train.batch_size=8\)"):
-    start.run(tiny_config(tmp_path / "faces.npy", 12), tmp_path / "run")
+    start.run(config, tmp_path / "run")
 
 
 def test_batch_larger_than_the_data_set(tmp_path):
   np.save(tmp_path / "faces.npy", np.zeros((20, 8, 8, 3), np.uint8))
+  config = conftest.tiny_config(data__path=str(tmp_path / "faces.npy"), data__resolution=8,
+                                train__batch_size=32, train__num_steps=1)
   message = (r"train.batch_size=32 is larger than the data set \(20 images\); lower the batch "
              r"size or add images")
   with pytest.raises(ValueError, match=message):
-    start.run(tiny_config(tmp_path / "faces.npy", 32), tmp_path / "run")
+    start.run(config, tmp_path / "run")
   with pytest.raises(ValueError, match=message):
     next(input_pipeline.numpy_batches(np.zeros((20, 8, 8, 3), np.uint8), 32, seed=0))
 
@@ -227,20 +221,20 @@ def test_batch_larger_than_the_data_set(tmp_path):
 # --- refused at start, before the workdir gets anything ---
 
 @pytest.mark.parametrize("train_options,message", [
-    ({"batch_size": 0}, "train.batch_size=0 must be >= 1"),
-    ({"batch_size": -8}, "train.batch_size=-8 must be >= 1"),
-    ({"num_steps": -5}, "train.num_steps=-5 must be >= 0"),
+    ({"train.batch_size": 0}, "train.batch_size=0 must be >= 1"),
+    ({"train.batch_size": -8}, "train.batch_size=-8 must be >= 1"),
+    ({"train.num_steps": -5}, "train.num_steps=-5 must be >= 0"),
 ])
 def test_batch_size_and_num_steps_out_of_range_are_refused_at_start(tmp_path, train_options,
                                                                     message):
   # data.path is "unused": the start stops before reading any data.
   with pytest.raises(ConfigError, match=re.escape(message)):
-    start.run(conftest.tiny_config(**train_options), tmp_path / "run")
+    start.run(conftest.tiny_config(train_options), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
 def test_minibatch_std_group_not_dividing_the_per_device_batch_is_refused_at_start(tmp_path):
-  config = conftest.tiny_config(batch_size=24)  # 3 images per device on the 8 test devices
+  config = conftest.tiny_config(train__batch_size=24)  # 3 images per device on the 8 test devices
   config.model.d_minibatch_std, config.model.d_minibatch_std_group = True, 2
   message = ("model.d_minibatch_std_group=2 must divide the per-device batch (24 / 8 devices = "
              "3)")

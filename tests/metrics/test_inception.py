@@ -15,12 +15,13 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
 from gan_jax.eval import evaluate
 from gan_jax.data import loader as data_loader
 from gan_jax.metrics import inception
 from gan_jax.metrics import weights
 
-GOLDEN = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fid" / "golden_pool3.npz"
+GOLDEN = REPO_ROOT.parent / "shared" / "fid" / "golden_pool3.npz"
 # One batch size everywhere, so the network compiles once per test session.
 BATCH = 8
 

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, subprocess_env
+from conftest import MAIN_WITHOUT_TENSORFLOW, REPO_ROOT, pixel_frechet, subprocess_env, tiny_config
 from configs import tiny
 from gan_jax import checkpoint, parallel
 from gan_jax import images as image_lib
 from gan_jax.data import pipeline as input_pipeline
 from gan_jax.errors import ConfigError
 from gan_jax.explore import interpolate, loader, pictures, project, reconstruct
-from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.models import vaegan as vaegan_models
 from gan_jax.training import family
 from gan_jax.training import state as gan_state
@@ -28,12 +27,6 @@ from gan_jax.training.vaegan_step import feature_reconstruction, kl_divergence, 
 
 TRAIN_STEPS = 300   # of the learning run; it saves at half and at the end
 NUM_TRAIN = 1792    # faces16[:NUM_TRAIN] train, the rest of the 2,000 are held out
-
-
-def vaegan_config():
-  config = tiny.get_config()
-  config.model.name = "vaegan"
-  return config
 
 
 def fake_faces(n, resolution=16, seed=0):
@@ -48,7 +41,7 @@ def leaves(state):
 
 @pytest.mark.parametrize("resolution, feature_shape", [(16, (8, 8, 8)), (32, (8, 8, 16))])
 def test_encoder_and_discriminator_feature_shapes(resolution, feature_shape):
-  config = vaegan_config()
+  config = tiny_config(model__name="vaegan")
   config.data.resolution = resolution
   encoder = vaegan_models.build_encoder(config)
   _, discriminator = family.build_networks(config)
@@ -65,14 +58,14 @@ def test_encoder_and_discriminator_feature_shapes(resolution, feature_shape):
 
 
 def test_check_refuses_what_the_step_cannot_do():
-  config = vaegan_config()
+  config = tiny_config(model__name="vaegan")
   config.train.d_steps = 2
   with pytest.raises(ConfigError, match=r"^model.name=vaegan does not train with train.d_steps; "):
     family.check(config)
 
 
 def test_state_adds_the_encoder_and_keeps_the_gans_streams():
-  config = vaegan_config()
+  config = tiny_config(model__name="vaegan")
   vaegan, gan = family.bundle(config), family.bundle(tiny.get_config())
   state = family.create_state(vaegan, jax.random.key(0))
   assert isinstance(state, VAEGANState) and state.e_params and state.e_opt_state
@@ -111,7 +104,7 @@ def test_feature_reconstruction_and_posterior_sample_on_known_inputs():
 # --- the step ---
 
 def test_step_is_pure_and_eight_devices_equal_one():
-  vaegan = family.bundle(vaegan_config())
+  vaegan = family.bundle(tiny_config(model__name="vaegan"))
   step_fn = family.make_train_step(vaegan)
   runners = {"one": parallel.DataParallel(step_fn, "shard_map",
                                           parallel.make_mesh(jax.devices()[:1])),
@@ -170,7 +163,7 @@ def vaegan_run(faces16, xla_cache, tmp_path_factory):
   """(config, workdir, final state) of a tiny VAE-GAN trained TRAIN_STEPS steps on real faces."""
   data = tmp_path_factory.mktemp("vaegan_data") / "faces16.npy"
   np.save(data, np.asarray(faces16[:NUM_TRAIN]))
-  config = vaegan_config()
+  config = tiny_config(model__name="vaegan")
   config.data.path = str(data)
   config.train.num_steps = TRAIN_STEPS
   config.checkpoint_every = config.sample_every = TRAIN_STEPS // 2
@@ -182,13 +175,6 @@ def vaegan_run(faces16, xla_cache, tmp_path_factory):
 def heldout_mse(vaegan, state, faces):
   real = image_lib.to_float(np.asarray(faces))
   return float(jnp.mean((jax.jit(vaegan.reconstruct)(state, real) - real) ** 2))
-
-
-def pixel_frechet(vaegan, state, real, num=512, seed=123):
-  z = jax.random.normal(jax.random.key(seed), (num, vaegan.latent_dim))
-  fake = np.asarray(jax.jit(vaegan.sample)(state, z))
-  return frechet_distance_of(pixel_projection_features(fake),
-                             pixel_projection_features(real[:num]))
 
 
 @pytest.mark.slow

@@ -2,13 +2,13 @@
 exist."""
 
 import ast
-import pathlib
 import re
 
+from conftest import REPO_ROOT
 from gan_jax.config import defaults
 from gan_jax.config.options import flatten_options
 
-DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "options.md"
+DOC = REPO_ROOT / "docs" / "options.md"
 # A table row whose first cell names options only: | `a.b` | ... or | `a.b`, `a.c` | ...
 OPTION_ROW = re.compile(r"^\|\s*(`[a-z0-9_.]+`(?:\s*,\s*`[a-z0-9_.]+`)*)\s*\|([^|]*)\|")
 

@@ -85,7 +85,7 @@ def test_restore_onto_fewer_devices(tmp_path):
 
 def test_config_check_allows_length_and_cadence_only(tmp_path):
   saved = tiny_config().to_dict()
-  longer = tiny_config(num_steps=5000)
+  longer = tiny_config(train__num_steps=5000)
   longer.log_every, longer.checkpoint_every, longer.checkpoint_keep = 7, 3, 9
   longer.data.path = "/elsewhere/faces"
   resume.check_config(saved, longer, tmp_path)  # no error
@@ -104,7 +104,7 @@ def test_config_check_allows_length_and_cadence_only(tmp_path):
 def test_resume_refuses_changed_model(tmp_path):
   config = tiny_config()
   manager, _ = save_steps(tmp_path, config, [4])
-  changed = tiny_config(batch_size=64)
+  changed = tiny_config(train__batch_size=64)
   gan = family.bundle(changed)
   with pytest.raises(checkpoint.CheckpointError, match="train.batch_size: saved 32, now 64"):
     checkpoint.restore(manager, checkpoint.abstract_state(gan, changed), config=changed)
@@ -173,7 +173,7 @@ def test_saved_config_takes_defaults_only_for_missing_options():
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.999])
 def test_load_reads_only_the_networks_and_samples_with_the_ema(tmp_path, ema_decay):
-  config = tiny_config(ema_decay=ema_decay)
+  config = tiny_config(train__ema_decay=ema_decay)
   _, states = save_steps(tmp_path, config, [6])
   saved = states[6]
   model = loader.load(tmp_path, discriminator=True)

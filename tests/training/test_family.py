@@ -6,7 +6,7 @@ import dataclasses
 import jax
 import pytest
 
-from configs import resnet32, tiny
+from conftest import tiny_config
 from gan_jax.errors import ConfigError
 from gan_jax.training import family
 from gan_jax.training import state as gan_state
@@ -17,9 +17,7 @@ from gan_jax.training.gan import GAN
 
 def config_of(name):
   """A small config of model family `name` (a resnet takes only its own options)."""
-  config = resnet32.get_config() if name == "resnet" else tiny.get_config()
-  config.model.name = name
-  return config
+  return tiny_config(base="resnet32" if name == "resnet" else "tiny", model__name=name)
 
 
 def field_names(state_class):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
+from conftest import tiny_config
 from gan_jax.training import family
 from gan_jax import checkpoint, streams
 from gan_jax.config import checks, defaults
@@ -26,15 +26,11 @@ from gan_jax.training.state import create_state
 BATCHES, BATCH_SIZE = 3, 8
 
 
-def make_config(mode="recompute", **train):
-  config = tiny.get_config()
-  config.train.ema_decay = 0.99
-  config.train.ema_batch_stats = mode
-  config.train.ema_stats_batches = BATCHES
-  config.train.ema_stats_batch_size = BATCH_SIZE
-  for name, value in train.items():
-    config.train[name] = value
-  return config
+def make_config(mode="recompute", **options):
+  """configs/tiny.py with EMA, train.ema_batch_stats=`mode`, and `options` (section__option)."""
+  return tiny_config({"train.ema_decay": 0.99, "train.ema_batch_stats": mode,
+                      "train.ema_stats_batches": BATCHES,
+                      "train.ema_stats_batch_size": BATCH_SIZE}, **options)
 
 
 def with_ema(gan, key=1):
@@ -165,12 +161,12 @@ def test_trained_gan_computes_the_statistics_once_per_state(gan, state):
 
 def test_options_defaults_and_checks():
   assert defaults.get_config().train.ema_batch_stats == "live"
-  config = make_config(ema_stats_batch_size=0)
+  config = make_config(train__ema_stats_batch_size=0)
   assert family.bundle(config).ema_stats_batch_size == config.train.batch_size
   with pytest.raises(ConfigError, match="train.ema_batch_stats"):
     checks.validate_config(make_config("running"))
   with pytest.raises(ConfigError, match="ema_stats_batches"):
-    checks.validate_config(make_config(ema_stats_batches=0))
+    checks.validate_config(make_config(train__ema_stats_batches=0))
 
 
 def test_evaluate_run_and_loader_take_the_mode_asked_for(gan, state, tmp_path):

@@ -7,7 +7,6 @@ cost on a CPU, so runners and initial states are shared between tests.
 
 import functools
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
+from conftest import REPO_ROOT, pixel_frechet, tiny_config
 from gan_jax.training import family
 from gan_jax import parallel
 from gan_jax.config import checks as config_checks
@@ -24,12 +23,9 @@ from gan_jax.data import pipeline as input_pipeline
 from gan_jax.training import optim
 from gan_jax.training import step as train_step
 from gan_jax.training import updates
-from gan_jax.metrics.frechet import frechet_distance_of, pixel_projection_features
 from gan_jax.training.state import create_state
 from gan_jax.training.step import make_train_step
 from gan_jax.training.techniques.instance_noise import InstanceNoise
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The learning runs get a few hundred steps: a larger learning rate than the
 # DCGAN default gets there (measured in the learning test below).
@@ -46,11 +42,7 @@ EMA_AUGMENT_BF16 = {"train.ema_decay": 0.99, "train.ema_rampup": True,
 
 def make_config(overrides=()):
   """configs/tiny.py with FAST and then `overrides` ({"section.option": value})."""
-  config = tiny.get_config()
-  for name, value in {**FAST, **dict(overrides)}.items():
-    section, option = name.split(".")
-    config[section][option] = value
-  return config
+  return tiny_config({**FAST, **dict(overrides)})
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,12 +56,6 @@ def _runner(overrides):
 def runner_for(overrides=()):
   """(config, gan, runner) for tiny + overrides; compiled once per distinct config."""
   return _runner(tuple(sorted(dict(overrides).items())))
-
-
-@functools.lru_cache(maxsize=None)
-def sampler(gan):
-  """gan.sample, jitted once per GAN."""
-  return jax.jit(gan.sample)
 
 
 @functools.lru_cache(maxsize=None)
@@ -359,26 +345,20 @@ LEARNING_CASES = {
 LEARNING_CASES["ns-conv-bf16"] = {"train.conv_dtype": "bfloat16"}
 
 
-def pixel_frechet(gan, state, real_features, num=512):
-  z = jax.random.normal(jax.random.key(123), (num, gan.latent_dim))
-  samples = np.asarray(sampler(gan)(state, z))
-  return frechet_distance_of(pixel_projection_features(samples), real_features)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(LEARNING_CASES))
 def test_every_loss_learns_real_faces(case, faces16):
   """300 steps at batch 32 at least halve the pixel Fréchet distance to 512 real faces."""
   overrides = LEARNING_CASES[case]
   _, gan, runner = runner_for(overrides)
-  real_features = pixel_projection_features(faces16[-512:])
+  real = faces16[-512:]
   state = runner.put_state(initial_state(overrides))
   key = runner.put_state(jax.random.key(1))
-  start = pixel_frechet(gan, runner.get_state(state), real_features)
+  start = pixel_frechet(gan, runner.get_state(state), real)
   batches = input_pipeline.numpy_batches(faces16[:-512], 32, seed=0)
   for _ in range(300):
     state, metrics = runner.step(state, runner.put_batch(next(batches)), key)
-  end = pixel_frechet(gan, runner.get_state(state), real_features)
+  end = pixel_frechet(gan, runner.get_state(state), real)
   print(f"{case}: pixel Fréchet distance {start:.2f} -> {end:.2f} ({end / start:.2f}x)")
   last_metrics = runner.get_metrics(metrics)
   assert np.isfinite(list(last_metrics.values())).all()

@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-LOCAL = REPO / "launch" / "local.sh"
-SLURM = REPO / "launch" / "slurm.sbatch"
+from conftest import REPO_ROOT
+
+LOCAL = REPO_ROOT / "launch" / "local.sh"
+SLURM = REPO_ROOT / "launch" / "slurm.sbatch"
 
 
 def header_and_body(script: pathlib.Path) -> tuple[str, str]:
@@ -75,7 +76,7 @@ def test_slurm_starts_one_process_per_node_with_its_index(tmp_path):
 
 
 def run_local(*args, **env):
-  return subprocess.run(["bash", str(LOCAL), *args], capture_output=True, text=True, cwd=REPO,
+  return subprocess.run(["bash", str(LOCAL), *args], capture_output=True, text=True, cwd=REPO_ROOT,
                         env=dict(os.environ, PYTHON=sys.executable, JAX_PLATFORMS="cpu",
                                  XLA_FLAGS="", **env), timeout=300)
 

@@ -3,7 +3,6 @@ networks: the same parameters and, with gan_jax's weights copied in, the same ou
 timed iteration runs in both CPU modes. PyTorch is not a gan_jax dependency: skipped without it.
 """
 
-import pathlib
 import sys
 
 import jax
@@ -11,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
 from configs import resnet32
 from gan_jax.training import family
 
 torch = pytest.importorskip("torch", reason="PyTorch is not a gan_jax dependency")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import torch_reference  # noqa: E402  pylint: disable=wrong-import-position
 import torch_resnet  # noqa: E402  pylint: disable=wrong-import-position
 

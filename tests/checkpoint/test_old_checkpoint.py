@@ -20,12 +20,13 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
 from gan_jax import checkpoint, train
 from gan_jax.checkpoint import __main__ as command
 from gan_jax.explore import generate, loader
 from gan_jax.explore import latents as latent_lib
 
-GOLDEN = pathlib.Path(__file__).resolve().parent / "golden" / "checkpoint_6eb5e45"
+GOLDEN = REPO_ROOT / "tests" / "golden" / "checkpoint_6eb5e45"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
 
 
