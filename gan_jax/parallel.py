@@ -36,14 +36,15 @@ def check_batch_size(global_batch: int, num_devices: int) -> None:
                       f"(e.g. --config.train.batch_size={fits})")
 
 
-def replicate(tree: Any, sharding: NamedSharding) -> Any:
+def replicate(tree: Any, sharding: NamedSharding, copy: bool = False) -> Any:
   """`jax.device_put(tree, sharding)` for a replicated sharding, also across processes.
 
   device_put cannot reach other processes' devices, so there every process
   puts its own (identical) copy on its devices and the copies form one array.
+  With `copy`, arrays that already live there are copied too, never aliased.
   """
   if sharding.is_fully_addressable:
-    return jax.device_put(tree, sharding)
+    return jax.device_put(tree, sharding, may_alias=False if copy else None)
 
   def put(x):
     if isinstance(x, jax.Array) and x.sharding == sharding:
@@ -112,7 +113,10 @@ class DataParallel:
   def put_state(self, state: Any) -> Any:
     """Replicate a host/single-device state (or one from `get_state`) onto every device."""
     if self.mode == "shard_map":
-      return replicate(state, self._replicated)
+      # A copy: the step donates the state's buffers, and a restored state's may still be
+      # shared with the arrays they were restored from (a suspect in a rare XLA abort on
+      # resume, 2026-12-07; docs/reproducibility.md).
+      return replicate(state, self._replicated, copy=True)
     n = len(self.devices)
     stacked = jax.tree.map(lambda x: jax.numpy.broadcast_to(_local_copy(x), (n, *x.shape)), state)
     return jax.device_put(stacked, self._stacked)
