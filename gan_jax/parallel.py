@@ -114,8 +114,8 @@ class DataParallel:
     """Replicate a host/single-device state (or one from `get_state`) onto every device."""
     if self.mode == "shard_map":
       # A copy: the step donates the state's buffers, and a restored state's may still be
-      # shared with the arrays they were restored from (a suspect in a rare XLA abort on
-      # resume, 2026-12-07; docs/reproducibility.md).
+      # shared with the arrays they were restored from (suspected, not shown, in a rare
+      # XLA abort of a resumed run in the tests, 2026-12-07).
       return replicate(state, self._replicated, copy=True)
     n = len(self.devices)
     stacked = jax.tree.map(lambda x: jax.numpy.broadcast_to(_local_copy(x), (n, *x.shape)), state)
