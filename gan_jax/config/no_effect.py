@@ -118,11 +118,7 @@ def _monitor_options(o: _Options) -> list[str]:
 def _inert_without(options, switch: str, is_on: Callable[[_Options], bool]):
   """A rule: `options` do nothing unless `switch` (described) is on."""
   def rule(o: _Options) -> list[str]:
-    names = o.set_among(options)
-    if names and not is_on(o):
-      return [f"{', '.join(names)} {'has' if len(names) == 1 else 'have'} no effect with "
-              f"{switch}"]
-    return []
+    return techniques.unused_without(o, options, switch, is_on(o))
   return rule
 
 

@@ -55,8 +55,9 @@ def create_state(gan, key: jax.Array) -> GANState:
       # The EMA starts at G's initial weights; copies, so no buffer is donated twice.
       ema_g_params=jax.tree.map(jnp.copy, g_params) if gan.ema_decay else None,
       key=run_key,
-      techniques={technique.name: technique.initial_state() for technique in gan.techniques
-                  if technique.initial_state() is not None},
+      techniques={name: own for name, own in
+                  ((technique.name, technique.initial_state()) for technique in gan.techniques)
+                  if own is not None},
   )
 
 
